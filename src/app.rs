@@ -1,0 +1,107 @@
+//! Everything a running Seatkeep needs, loaded once at start: config, database, server
+//! identity, trusted provider keys, clock watch, and the cache of verified key files.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
+
+use crate::clock::ClockWatch;
+use crate::config::{Config, ConfigError};
+use crate::db::{Database, DbError};
+use crate::identity::{IdentityError, ServerIdentity};
+use crate::keyfile::trust::TrustError;
+use crate::keyfile::{self, KeyFileError, ServerBinding, TrustedKeys, VerifiedKeyFile};
+
+/// Most verified key files kept in memory (a site has a handful; this bounds abuse).
+const KEY_FILE_CACHE_LIMIT: usize = 1024;
+
+/// Why the application could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Bad config.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Server key missing or broken.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// A trusted provider key is missing or broken.
+    #[error(transparent)]
+    Trust(#[from] TrustError),
+    /// Database problem.
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// The loaded application.
+pub struct App {
+    /// Configuration.
+    pub config: Config,
+    /// Connection pool.
+    pub db: Database,
+    /// Server key and id.
+    pub identity: ServerIdentity,
+    /// Provider keys.
+    pub trusted: TrustedKeys,
+    /// This server's binding, as key files must name it.
+    pub binding: ServerBinding,
+    /// Clock watch.
+    pub clock: ClockWatch,
+    verified: Mutex<HashMap<[u8; 32], Arc<VerifiedKeyFile>>>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("identity", &self.identity)
+            .field("db", &self.db)
+            .finish_non_exhaustive()
+    }
+}
+
+impl App {
+    /// Loads identity and trusted keys (so a bad file stops us before anything is written),
+    /// then opens the database pool.
+    pub fn load(config: Config) -> Result<Self, StartError> {
+        let location = config.database_location()?;
+        let identity = ServerIdentity::load(&config.resolve(&config.identity.key_file))?;
+        let trusted = TrustedKeys::load(&config.provider.trusted_keys, &config.base_dir)?;
+        let db = Database::open(&location, &config.database)?;
+        Ok(Self {
+            binding: identity.binding(),
+            clock: ClockWatch::new(config.clock.tolerance),
+            config,
+            db,
+            identity,
+            trusted,
+            verified: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Verifies a key file a device presents (signature, claims, binding; not the term),
+    /// remembering files already verified by the digest of their bytes.
+    pub fn verify_presented(&self, text: &str) -> Result<Arc<VerifiedKeyFile>, KeyFileError> {
+        let digest: [u8; 32] = Sha256::digest(text.as_bytes()).into();
+        if let Some(hit) = self.cache().get(&digest) {
+            return Ok(Arc::clone(hit));
+        }
+        let verified = Arc::new(keyfile::verify(
+            text.as_bytes(),
+            &self.trusted,
+            &self.binding,
+        )?);
+        let mut cache = self.cache();
+        if cache.len() >= KEY_FILE_CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(digest, Arc::clone(&verified));
+        Ok(verified)
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Arc<VerifiedKeyFile>>> {
+        // The map holds no invariant a panicking holder could break: keep using it.
+        self.verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}

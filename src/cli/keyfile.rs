@@ -1,0 +1,131 @@
+//! `keyfile import` and `keyfile inspect`.
+
+use std::path::{Path, PathBuf};
+
+use super::{CliError, format_time, print_json, read_file};
+use crate::app::App;
+use crate::config::Config;
+use crate::identity::ServerIdentity;
+use crate::keyfile::{self, TrustedKeys, VerifiedKeyFile};
+use crate::licenses::{self, ImportOutcome, ImportReport};
+
+/// `seatkeep keyfile import FILE...`: imports each file; fails if any was refused.
+pub fn import(app: &App, files: &[PathBuf], json: bool) -> Result<Vec<ImportReport>, CliError> {
+    let mut reports = Vec::new();
+    let mut last_error = None;
+    let mut refused = 0;
+    for path in files {
+        let result = read_file(path).and_then(|raw| {
+            licenses::import_key_file(&app.db, &app.trusted, &app.binding, &raw, "cli").map_err(
+                |source| CliError::Import {
+                    path: path.clone(),
+                    source,
+                },
+            )
+        });
+        match result {
+            Ok(report) => {
+                if !json {
+                    println!("{}: {}", path.display(), describe(&report));
+                }
+                reports.push(report);
+            }
+            Err(e) => {
+                refused += 1;
+                if files.len() > 1 {
+                    eprintln!("seatkeep: {e}");
+                }
+                last_error = Some(e);
+            }
+        }
+    }
+    if json {
+        print_json(&reports)?;
+    }
+    match last_error {
+        Some(e) if files.len() == 1 => Err(e),
+        Some(_) => Err(CliError::Usage(format!(
+            "{refused} of {} key files refused",
+            files.len()
+        ))),
+        None => Ok(reports),
+    }
+}
+
+fn describe(report: &ImportReport) -> String {
+    let over = if report.over_allocated > 0 {
+        format!(
+            "; {} seats over-allocated: no new seat until usage drops below {}",
+            report.over_allocated, report.seats
+        )
+    } else {
+        String::new()
+    };
+    match report.outcome {
+        ImportOutcome::Imported => format!(
+            "imported license {} (seq {}, {} seats)",
+            report.license, report.seq, report.seats
+        ),
+        ImportOutcome::Renewed => format!(
+            "renewed license {} to seq {} ({} seats, {} in use{over})",
+            report.license, report.seq, report.seats, report.in_use
+        ),
+        ImportOutcome::Unchanged => format!(
+            "unchanged: this key file of license {} was imported before (seq {})",
+            report.license, report.seq
+        ),
+    }
+}
+
+/// `seatkeep keyfile inspect FILE`: verifies the file for this server and prints its claims.
+pub fn inspect(config: &Config, path: &Path, json: bool) -> Result<(), CliError> {
+    let identity = ServerIdentity::load(&config.resolve(&config.identity.key_file))?;
+    let trusted = TrustedKeys::load(&config.provider.trusted_keys, &config.base_dir)
+        .map_err(crate::app::StartError::from)?;
+    let raw = read_file(path)?;
+    let file = keyfile::verify(&raw, &trusted, &identity.binding()).map_err(|source| {
+        CliError::KeyFile {
+            path: path.to_path_buf(),
+            source,
+        }
+    })?;
+    let term = keyfile::check_term(file.claims.nbf, file.claims.exp, crate::db::now_unix());
+    if json {
+        print_json(&serde_json::json!({
+            "kid": file.kid,
+            "digest": file.digest,
+            "term": match &term { Ok(()) => "valid".to_owned(), Err(e) => e.to_string() },
+            "claims": file.claims,
+        }))?;
+    } else {
+        print_summary(&file);
+    }
+    term.map_err(|source| CliError::KeyFile {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn print_summary(file: &VerifiedKeyFile) {
+    let c = &file.claims;
+    println!("valid key file, signed by '{}' ({})", file.kid, c.iss);
+    println!("  license   {} (seq {}, file {})", c.lic, c.seq, c.jti);
+    println!("  customer  {} ({})", c.customer.name, c.customer.id);
+    println!(
+        "  product   {} ({}, edition {})",
+        c.product.name, c.product.id, c.product.edition
+    );
+    println!("  model     {}, {} seats", c.model.as_str(), c.seats);
+    println!(
+        "  term      {} to {}",
+        format_time(c.nbf.or(Some(c.iat))),
+        format_time(c.exp)
+    );
+    println!("  admins    {}", c.admins.join(", "));
+    println!(
+        "  policy    {} reissues and {} returns per seat per year, {}% overage",
+        c.policy.reissue_limit, c.policy.return_limit, c.policy.overage_percent
+    );
+    println!("  server    {}", c.server.id);
+    println!("  digest    {}", file.digest);
+}

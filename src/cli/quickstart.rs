@@ -1,0 +1,181 @@
+//! `seatkeep quickstart`: a demo server in one folder — server key, demo provider key, a
+//! 5-seat WordSmith key file bound to this server, an owner account — then `serve`.
+//! Run again on the same folder it reuses all of it.
+
+use std::path::{Path, PathBuf};
+
+use super::provider::{IssueArgs, keygen, trusted_key_block};
+use super::server::{CONFIG_FILE, KEY_FILE, initial_config};
+use super::{CliError, write_file};
+use crate::admins::{self, Role};
+use crate::app::App;
+use crate::config::Config;
+use crate::identity::{ServerIdentity, public_key_path};
+use crate::licenses::{self, ImportOutcome};
+use crate::signing::KeyType;
+
+/// Demo provider id (`iss`).
+pub const DEMO_PROVIDER: &str = "demo-provider.example";
+/// Demo provider key id.
+pub const DEMO_KID: &str = "demo-provider-1";
+/// Demo license id.
+pub const DEMO_LICENSE: &str = "DEMO-WORDSMITH";
+/// Name of the owner account.
+pub const DEMO_ADMIN: &str = "admin";
+
+/// Paths the quickstart uses inside its folder.
+struct Layout {
+    dir: PathBuf,
+    config: PathBuf,
+    provider_dir: PathBuf,
+    provider_key: PathBuf,
+    key_file: PathBuf,
+}
+
+impl Layout {
+    fn new(dir: &Path) -> Self {
+        let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let provider_dir = dir.join("provider");
+        Self {
+            config: dir.join(CONFIG_FILE),
+            provider_key: provider_dir.join(format!("{DEMO_KID}.pem")),
+            key_file: dir.join("wordsmith-demo.seatkey"),
+            provider_dir,
+            dir,
+        }
+    }
+}
+
+/// Runs the quickstart: prepares what is missing, imports, prints how to use it, serves.
+pub fn run(dir: &Path, listen: Option<&str>) -> Result<(), CliError> {
+    let layout = Layout::new(dir);
+    super::create_dir(&layout.dir)?;
+    let server_key = layout.dir.join(KEY_FILE);
+    let fresh = !server_key.exists();
+    if fresh {
+        ServerIdentity::create(&server_key, KeyType::Ed25519, false)?;
+    }
+    if !layout.provider_key.exists() {
+        keygen(&layout.provider_dir, KeyType::Ed25519, DEMO_KID)?;
+    }
+    if !layout.config.exists() {
+        let block = trusted_key_block(
+            DEMO_KID,
+            DEMO_PROVIDER,
+            crate::jws::JwsAlgorithm::EdDSA,
+            Path::new(&format!("provider/{DEMO_KID}.pub.pem")),
+        );
+        write_file(&layout.config, initial_config(&block).as_bytes())?;
+    }
+    if !layout.key_file.exists() {
+        issue_demo_key_file(&layout, &server_key)?;
+    }
+    let mut config = Config::load(Some(&layout.config))?;
+    if let Some(listen) = listen {
+        config.server.listen = listen.to_owned();
+        config.listen_addr()?;
+    }
+    let app = App::load(config.clone())?;
+    app.db.migrate()?;
+    let raw = super::read_file(&layout.key_file)?;
+    let report = licenses::import_key_file(&app.db, &app.trusted, &app.binding, &raw, "quickstart")
+        .map_err(|source| CliError::Import {
+            path: layout.key_file.clone(),
+            source,
+        })?;
+    let password = if admins::count(&app.db)? == 0 {
+        let password = admins::generate_password();
+        admins::add(&app.db, DEMO_ADMIN, Role::Owner, &password, "quickstart")?;
+        Some(password)
+    } else {
+        None
+    };
+    print_welcome(&layout, &config, &app, report.outcome, password.as_deref());
+    drop(app);
+    super::server::serve(config)
+}
+
+fn issue_demo_key_file(layout: &Layout, server_key: &Path) -> Result<(), CliError> {
+    let args = IssueArgs {
+        key: layout.provider_key.clone(),
+        kid: DEMO_KID.to_owned(),
+        algorithm: None,
+        out: layout.key_file.clone(),
+        claims: None,
+        server_key: Some(public_key_path(server_key)),
+        server_id: None,
+        server_key_b64: None,
+        iss: Some(DEMO_PROVIDER.to_owned()),
+        jti: None,
+        lic: Some(DEMO_LICENSE.to_owned()),
+        seq: Some(1),
+        iat: None,
+        nbf: None,
+        exp: None,
+        expires_in: Some(std::time::Duration::from_secs(365 * 24 * 3600).into()),
+        customer_id: Some("demo-customer".to_owned()),
+        customer_name: Some("Demo Corp".to_owned()),
+        product_id: Some("wordsmith".to_owned()),
+        product_name: Some("WordSmith".to_owned()),
+        edition: Some(0),
+        model: Some(crate::keyfile::LicenseModel::NodeLocked),
+        seats: Some(5),
+        admins: vec!["purchasing@demo-corp.example".to_owned()],
+        reissue_limit: None,
+        return_limit: None,
+        overage_percent: None,
+        federation_url: None,
+        distributor: None,
+        affiliate: None,
+        tool: None,
+        partner: None,
+    };
+    super::provider::issue(&args)?;
+    Ok(())
+}
+
+fn print_welcome(
+    layout: &Layout,
+    config: &Config,
+    app: &App,
+    outcome: ImportOutcome,
+    password: Option<&str>,
+) {
+    let url = config.public_url();
+    let dir = layout.dir.display();
+    println!();
+    println!("Seatkeep quickstart — everything lives in {dir}");
+    println!("  server id    {}", app.identity.id());
+    println!("  server       {url}  (health: {url}/healthz, API: {url}/api/v1/openapi.json)");
+    match outcome {
+        ImportOutcome::Imported => println!(
+            "  license      {DEMO_LICENSE}: WordSmith, 5 seats (imported {})",
+            layout.key_file.display()
+        ),
+        _ => println!(
+            "  license      {DEMO_LICENSE}: reused from the last run ({})",
+            layout.key_file.display()
+        ),
+    }
+    match password {
+        Some(p) => println!("  admin        user '{DEMO_ADMIN}', password (shown once): {p}"),
+        None => println!(
+            "  admin        reused (reset with: seatkeep --config {} admin passwd {DEMO_ADMIN})",
+            layout.config.display()
+        ),
+    }
+    println!();
+    println!("Activate a device (in another terminal):");
+    println!(
+        "  cargo run --release -- device activate --server {url} --key-file {} --device-id demo-device-1 --user \"Ada Lovelace\" --out {dir}/demo-device-1.json",
+        layout.key_file.display()
+    );
+    println!("Verify its key offline with only the provider's public key:");
+    println!(
+        "  cargo run --release -- device verify --provider-key {}/{DEMO_KID}.pub.pem --device-key {dir}/demo-device-1.json --device-id demo-device-1",
+        layout.provider_dir.display()
+    );
+    println!();
+    println!("Stop with Ctrl-C; run the quickstart again to continue where you left off.");
+    println!();
+}

@@ -1,0 +1,261 @@
+//! Storage: one connection type that is SQLite or PostgreSQL, a pool, migrations, and the
+//! write-transaction helper every seat change goes through.
+
+pub mod models;
+pub mod schema;
+
+use std::path::Path;
+use std::time::Duration;
+
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::pg::PgConnection;
+use diesel::r2d2::{self, R2D2Connection};
+use diesel::sqlite::SqliteConnection;
+use diesel::{Connection, RunQueryDsl};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use crate::config::{DatabaseConfig, DatabaseLocation};
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+/// Advisory lock id held while migrating PostgreSQL, so instances starting together don't race.
+const MIGRATION_LOCK_ID: i64 = 0x5ea7_4ee9;
+
+/// A connection to either backend; queries are written once against it.
+#[derive(diesel::MultiConnection)]
+pub enum DbConn {
+    /// Embedded SQLite.
+    Sqlite(SqliteConnection),
+    /// PostgreSQL.
+    Postgres(PgConnection),
+}
+
+/// Which backend a pool talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// Storage failures.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// No connection could be made or checked out.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A statement failed.
+    #[error("database error: {0}")]
+    Query(#[from] diesel::result::Error),
+    /// Migrations could not be applied or read.
+    #[error("database migration failed: {0}")]
+    Migration(String),
+}
+
+impl From<r2d2::PoolError> for DbError {
+    fn from(e: r2d2::PoolError) -> Self {
+        Self::Unavailable(e.to_string())
+    }
+}
+
+/// Opens connections for the pool, with the backend chosen by our config code (never by
+/// letting `establish` guess, which would create stray SQLite files).
+#[derive(Debug)]
+pub struct Manager {
+    location: DatabaseLocation,
+    busy_timeout: Duration,
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = DbConn;
+    type Error = r2d2::Error;
+
+    fn connect(&self) -> Result<DbConn, r2d2::Error> {
+        match &self.location {
+            DatabaseLocation::Sqlite(path) => {
+                let url = path.to_string_lossy();
+                let mut conn =
+                    SqliteConnection::establish(&url).map_err(r2d2::Error::ConnectionError)?;
+                // WAL + FULL: every commit is durable; busy_timeout lets writers queue.
+                conn.batch_execute(&format!(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                     PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON;",
+                    self.busy_timeout.as_millis()
+                ))
+                .map_err(r2d2::Error::QueryError)?;
+                Ok(DbConn::Sqlite(conn))
+            }
+            DatabaseLocation::Postgres(url) => PgConnection::establish(url)
+                .map(DbConn::Postgres)
+                .map_err(r2d2::Error::ConnectionError),
+        }
+    }
+
+    fn is_valid(&self, conn: &mut DbConn) -> Result<(), r2d2::Error> {
+        conn.ping().map_err(r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut DbConn) -> bool {
+        conn.is_broken()
+    }
+}
+
+/// A connection checked out of the pool.
+pub type PooledConn = r2d2::PooledConnection<Manager>;
+
+/// The connection pool and the backend it talks to.
+#[derive(Clone)]
+pub struct Database {
+    pool: r2d2::Pool<Manager>,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Database {
+    /// Builds the pool. Connections are opened lazily, so an unreachable database does not
+    /// stop the server from starting (`/readyz` reports it); SQLite's folder is created.
+    pub fn open(location: &DatabaseLocation, config: &DatabaseConfig) -> Result<Self, DbError> {
+        let backend = match location {
+            DatabaseLocation::Sqlite(path) => {
+                ensure_parent(path)?;
+                Backend::Sqlite
+            }
+            DatabaseLocation::Postgres(_) => Backend::Postgres,
+        };
+        let manager = Manager {
+            location: location.clone(),
+            busy_timeout: config.busy_timeout,
+        };
+        let pool = r2d2::Pool::builder()
+            .max_size(config.pool_size)
+            .min_idle(Some(0))
+            .connection_timeout(config.connect_timeout)
+            // A broken connection is dropped after its failed query; skip a ping per checkout.
+            .test_on_check_out(false)
+            .build_unchecked(manager);
+        Ok(Self { pool, backend })
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Checks out a connection (blocking: call from `web::block` or a CLI thread).
+    pub fn conn(&self) -> Result<PooledConn, DbError> {
+        Ok(self.pool.get()?)
+    }
+
+    /// Applies pending migrations; returns how many ran.
+    pub fn migrate(&self) -> Result<usize, DbError> {
+        let mut conn = self.conn()?;
+        match &mut *conn {
+            DbConn::Sqlite(c) => run_migrations(c, SQLITE_MIGRATIONS),
+            DbConn::Postgres(c) => {
+                diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_ID})"))
+                    .execute(c)?;
+                let result = run_migrations(c, POSTGRES_MIGRATIONS);
+                diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_ID})"))
+                    .execute(c)?;
+                result
+            }
+        }
+    }
+
+    /// True when the database answers and has every migration this binary knows.
+    pub fn ready(&self) -> Result<(), DbError> {
+        let mut conn = self.conn()?;
+        let pending = match &mut *conn {
+            DbConn::Sqlite(c) => c.has_pending_migration(SQLITE_MIGRATIONS),
+            DbConn::Postgres(c) => c.has_pending_migration(POSTGRES_MIGRATIONS),
+        }
+        .map_err(|e| DbError::Migration(e.to_string()))?;
+        if pending {
+            return Err(DbError::Migration("migrations pending".into()));
+        }
+        Ok(())
+    }
+}
+
+fn ensure_parent(path: &Path) -> Result<(), DbError> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() && !dir.exists() => std::fs::create_dir_all(dir)
+            .map_err(|e| DbError::Unavailable(format!("cannot create {}: {e}", dir.display()))),
+        _ => Ok(()),
+    }
+}
+
+fn run_migrations<C>(conn: &mut C, migrations: EmbeddedMigrations) -> Result<usize, DbError>
+where
+    C: MigrationHarness<C::Backend> + Connection,
+{
+    conn.run_pending_migrations(migrations)
+        .map(|done| done.len())
+        .map_err(|e| DbError::Migration(e.to_string()))
+}
+
+impl DbConn {
+    /// Runs `f` in a write transaction: `BEGIN IMMEDIATE` on SQLite (take the write lock
+    /// up front, so two writers never deadlock on a lock upgrade), a plain transaction on
+    /// PostgreSQL. Commits on `Ok`, rolls back on `Err`.
+    pub fn write_transaction<T, E, F>(&mut self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConn) -> Result<T, E>,
+        E: From<diesel::result::Error>,
+    {
+        if let DbConn::Postgres(_) = self {
+            return self.transaction(f);
+        }
+        if let DbConn::Sqlite(inner) = self {
+            AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")?;
+        }
+        let result = f(self);
+        let DbConn::Sqlite(inner) = self else {
+            unreachable!("checked above: only SQLite reaches here");
+        };
+        match result {
+            Ok(value) => {
+                <AnsiTransactionManager as TransactionManager<SqliteConnection>>::commit_transaction(inner)?;
+                Ok(value)
+            }
+            Err(error) => {
+                match <AnsiTransactionManager as TransactionManager<SqliteConnection>>::rollback_transaction(inner) {
+                    Ok(()) | Err(diesel::result::Error::BrokenTransactionManager) => Err(error),
+                    Err(rollback_error) => Err(rollback_error.into()),
+                }
+            }
+        }
+    }
+
+    /// The backend of this connection.
+    pub fn backend(&self) -> Backend {
+        match self {
+            DbConn::Sqlite(_) => Backend::Sqlite,
+            DbConn::Postgres(_) => Backend::Postgres,
+        }
+    }
+}
+
+/// Current unix time in seconds.
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// True when `error` is a unique-constraint violation (a concurrent insert won).
+pub fn is_unique_violation(error: &diesel::result::Error) -> bool {
+    matches!(
+        error,
+        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)
+    )
+}

@@ -1,0 +1,124 @@
+//! Diesel table definitions, one for both backends (portable types only).
+//! Written by hand to match `migrations/{sqlite,postgres}`; a test compares both.
+
+diesel::table! {
+    /// One row per license (`lic`), updated by renewals.
+    licenses (id) {
+        id -> Text,
+        issuer -> Text,
+        customer_id -> Text,
+        customer_name -> Text,
+        product_id -> Text,
+        product_name -> Text,
+        product_edition -> BigInt,
+        model -> Text,
+        seats -> BigInt,
+        capacity -> BigInt,
+        in_use -> BigInt,
+        ceiling -> BigInt,
+        seq -> BigInt,
+        not_before -> Nullable<BigInt>,
+        expires_at -> Nullable<BigInt>,
+        reissue_limit -> BigInt,
+        return_limit -> BigInt,
+        overage_percent -> BigInt,
+        admins -> Text,
+        federation_url -> Nullable<Text>,
+        channel -> Nullable<Text>,
+        current_key_file -> Text,
+        status -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// Every key file ever imported, raw.
+    key_files (digest) {
+        digest -> Text,
+        license_id -> Text,
+        seq -> BigInt,
+        jti -> Text,
+        kid -> Text,
+        raw -> Text,
+        imported_at -> BigInt,
+        imported_by -> Text,
+    }
+}
+
+diesel::table! {
+    /// One row per (license, device).
+    seats (id) {
+        id -> Text,
+        license_id -> Text,
+        device_id -> Text,
+        user_name -> Text,
+        state -> Text,
+        generation -> BigInt,
+        cycle -> BigInt,
+        device_key -> Text,
+        return_token_hash -> Text,
+        device_info -> Nullable<Text>,
+        overage -> Bool,
+        activated_at -> BigInt,
+        updated_at -> BigInt,
+        released_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    /// Append-only record of every change.
+    audit_log (id) {
+        id -> BigInt,
+        at -> BigInt,
+        actor -> Text,
+        action -> Text,
+        license_id -> Nullable<Text>,
+        seat_id -> Nullable<Text>,
+        detail -> Text,
+    }
+}
+
+diesel::table! {
+    /// Devices refused because seats were exhausted.
+    seat_refusals (id) {
+        id -> BigInt,
+        license_id -> Text,
+        device_id -> Text,
+        at -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// Console and CLI admin accounts.
+    admins (id) {
+        id -> Text,
+        username -> Text,
+        password_hash -> Text,
+        role -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// Small named values the server keeps (the clock's high-water mark).
+    server_state (name) {
+        name -> Text,
+        value -> BigInt,
+    }
+}
+
+diesel::joinable!(key_files -> licenses (license_id));
+diesel::joinable!(seats -> licenses (license_id));
+diesel::joinable!(seat_refusals -> licenses (license_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    licenses,
+    key_files,
+    seats,
+    audit_log,
+    seat_refusals,
+    admins,
+    server_state,
+);

@@ -1,0 +1,22 @@
+//! Seatkeep: an on-premises site-license server.
+//!
+//! A provider signs a key file for N seats; Seatkeep imports it and hands each device a
+//! device-bound key signed by the server key, with exact seat counts. README.md has the map
+//! of this crate; DESIGN.md (shared with the provider) fixes the formats.
+
+pub mod admins;
+pub mod app;
+pub mod audit;
+pub mod cli;
+pub mod client;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod identity;
+pub mod jws;
+pub mod keyfile;
+pub mod licenses;
+pub mod metrics;
+pub mod seats;
+pub mod signing;
+pub mod web;

@@ -1,0 +1,358 @@
+//! Licenses: importing key files (new licenses, renewals, top-ups) and reading licenses.
+//! The CLI and the console call the same functions.
+
+use diesel::prelude::*;
+use diesel::sql_types::BigInt;
+use serde::Serialize;
+
+use crate::audit;
+use crate::db::models::{KeyFileRow, License};
+use crate::db::schema::{key_files, licenses};
+use crate::db::{Database, DbConn, DbError, is_unique_violation, now_unix};
+use crate::keyfile::{
+    self, KeyFileClaims, KeyFileError, ServerBinding, TrustedKeys, VerifiedKeyFile,
+};
+
+/// Why an import was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The file itself is not acceptable.
+    #[error(transparent)]
+    KeyFile(#[from] KeyFileError),
+    /// An older or equal version with other content.
+    #[error(
+        "stale key file: license {lic} is at seq {current}; this file has seq {seq} with different content"
+    )]
+    Stale {
+        /// License.
+        lic: String,
+        /// The file's seq.
+        seq: i64,
+        /// Stored seq.
+        current: i64,
+    },
+    /// A renewal may not change what the license is.
+    #[error("key file changes the {field} of license {lic} ({from} → {to}); a renewal keeps it")]
+    Incompatible {
+        /// License.
+        lic: String,
+        /// Field.
+        field: &'static str,
+        /// Stored.
+        from: String,
+        /// In the file.
+        to: String,
+    },
+    /// Storage failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<diesel::result::Error> for ImportError {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::Db(DbError::Query(e))
+    }
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportOutcome {
+    /// A new license.
+    Imported,
+    /// A higher `seq` replaced seats and term.
+    Renewed,
+    /// The very same file was imported before: nothing changed.
+    Unchanged,
+}
+
+/// The result of an import.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportReport {
+    /// What happened.
+    pub outcome: ImportOutcome,
+    /// License id.
+    pub license: String,
+    /// Version now stored.
+    pub seq: i64,
+    /// Seats bought.
+    pub seats: i64,
+    /// Seats in use.
+    pub in_use: i64,
+    /// Seats in use beyond the capacity (after a renewal lowered it).
+    pub over_allocated: i64,
+}
+
+/// The claim-derived columns of a license, replaced on renewal.
+#[derive(AsChangeset)]
+#[diesel(table_name = licenses)]
+struct LicenseTerms {
+    issuer: String,
+    customer_id: String,
+    customer_name: String,
+    product_id: String,
+    product_name: String,
+    product_edition: i64,
+    model: String,
+    seats: i64,
+    capacity: i64,
+    seq: i64,
+    not_before: Option<i64>,
+    expires_at: Option<i64>,
+    reissue_limit: i64,
+    return_limit: i64,
+    overage_percent: i64,
+    admins: String,
+    federation_url: Option<String>,
+    channel: Option<String>,
+    current_key_file: String,
+    updated_at: i64,
+}
+
+impl LicenseTerms {
+    fn from_claims(file: &VerifiedKeyFile, now: i64) -> Self {
+        let c = &file.claims;
+        Self {
+            issuer: c.iss.clone(),
+            customer_id: c.customer.id.clone(),
+            customer_name: c.customer.name.clone(),
+            product_id: c.product.id.clone(),
+            product_name: c.product.name.clone(),
+            product_edition: c.product.edition,
+            model: c.model.as_str().to_owned(),
+            seats: c.seats,
+            capacity: c.capacity(),
+            seq: c.seq,
+            not_before: c.nbf,
+            expires_at: c.exp,
+            reissue_limit: c.policy.reissue_limit,
+            return_limit: c.policy.return_limit,
+            overage_percent: c.policy.overage_percent,
+            admins: serde_json::Value::from(c.admins.clone()).to_string(),
+            federation_url: c.federation.as_ref().map(|f| f.url.clone()),
+            channel: c
+                .channel
+                .as_ref()
+                .and_then(|ch| serde_json::to_string(ch).ok()),
+            current_key_file: file.digest.clone(),
+            updated_at: now,
+        }
+    }
+
+    fn into_new_license(self, lic: &str, now: i64) -> License {
+        License {
+            id: lic.to_owned(),
+            issuer: self.issuer,
+            customer_id: self.customer_id,
+            customer_name: self.customer_name,
+            product_id: self.product_id,
+            product_name: self.product_name,
+            product_edition: self.product_edition,
+            model: self.model,
+            seats: self.seats,
+            capacity: self.capacity,
+            in_use: 0,
+            ceiling: self.capacity,
+            seq: self.seq,
+            not_before: self.not_before,
+            expires_at: self.expires_at,
+            reissue_limit: self.reissue_limit,
+            return_limit: self.return_limit,
+            overage_percent: self.overage_percent,
+            admins: self.admins,
+            federation_url: self.federation_url,
+            channel: self.channel,
+            current_key_file: self.current_key_file,
+            status: "active".to_owned(),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
+/// Verifies a key file (signature, claims, server binding, term) and stores it: a new
+/// license, a renewal, or nothing when the very same file was imported before. The file,
+/// the license and the audit row commit together.
+pub fn import_key_file(
+    db: &Database,
+    trusted: &TrustedKeys,
+    server: &ServerBinding,
+    raw: &[u8],
+    actor: &str,
+) -> Result<ImportReport, ImportError> {
+    let file = keyfile::verify(raw, trusted, server)?;
+    let now = now_unix();
+    keyfile::check_term(file.claims.nbf, file.claims.exp, now)?;
+    // verify() accepted the bytes as UTF-8 text.
+    let raw_text = String::from_utf8_lossy(raw).into_owned();
+    let mut conn = db.conn()?;
+    let result = conn.write_transaction(|conn| store(conn, &file, &raw_text, actor, now));
+    match result {
+        // A concurrent import of the same file won the race: that is the no-op case.
+        Err(ImportError::Db(DbError::Query(e))) if is_unique_violation(&e) => {
+            let license = find(&mut conn, &file.claims.lic)?;
+            match license {
+                Some(l) if l.current_key_file == file.digest => {
+                    Ok(report(ImportOutcome::Unchanged, &l))
+                }
+                _ => Err(ImportError::Db(DbError::Query(e))),
+            }
+        }
+        other => other,
+    }
+}
+
+fn store(
+    conn: &mut DbConn,
+    file: &VerifiedKeyFile,
+    raw: &str,
+    actor: &str,
+    now: i64,
+) -> Result<ImportReport, ImportError> {
+    let claims = &file.claims;
+    let existing = find(conn, &claims.lic)?;
+    let already_stored = key_files::table
+        .find(&file.digest)
+        .select(key_files::license_id)
+        .first::<String>(conn)
+        .optional()?
+        .is_some();
+    let outcome = match &existing {
+        Some(license) if already_stored => return Ok(report(ImportOutcome::Unchanged, license)),
+        Some(license) if claims.seq <= license.seq => {
+            return Err(ImportError::Stale {
+                lic: claims.lic.clone(),
+                seq: claims.seq,
+                current: license.seq,
+            });
+        }
+        Some(license) => {
+            check_compatible(license, claims)?;
+            let terms = LicenseTerms::from_claims(file, now);
+            let capacity = terms.capacity;
+            let changed = diesel::update(
+                licenses::table
+                    .filter(licenses::id.eq(&claims.lic))
+                    .filter(licenses::seq.lt(claims.seq)),
+            )
+            .set((
+                terms,
+                // Seats in use survive a lower count: the ceiling keeps room for them.
+                licenses::ceiling.eq(diesel::dsl::sql::<BigInt>("CASE WHEN in_use > ")
+                    .bind::<BigInt, _>(capacity)
+                    .sql(" THEN in_use ELSE ")
+                    .bind::<BigInt, _>(capacity)
+                    .sql(" END")),
+            ))
+            .execute(conn)?;
+            if changed != 1 {
+                return Err(ImportError::Stale {
+                    lic: claims.lic.clone(),
+                    seq: claims.seq,
+                    current: license.seq,
+                });
+            }
+            ImportOutcome::Renewed
+        }
+        None => {
+            let license = LicenseTerms::from_claims(file, now).into_new_license(&claims.lic, now);
+            diesel::insert_into(licenses::table)
+                .values(&license)
+                .execute(conn)?;
+            ImportOutcome::Imported
+        }
+    };
+    diesel::insert_into(key_files::table)
+        .values(KeyFileRow {
+            digest: file.digest.clone(),
+            license_id: claims.lic.clone(),
+            seq: claims.seq,
+            jti: claims.jti.clone(),
+            kid: file.kid.clone(),
+            raw: raw.to_owned(),
+            imported_at: now,
+            imported_by: actor.to_owned(),
+        })
+        .execute(conn)?;
+    let stored = find(conn, &claims.lic)?.ok_or(ImportError::Db(DbError::Query(
+        diesel::result::Error::NotFound,
+    )))?;
+    let action = match outcome {
+        ImportOutcome::Renewed => "license.renewed",
+        _ => "license.imported",
+    };
+    audit::record(
+        conn,
+        now,
+        actor,
+        action,
+        Some(&claims.lic),
+        None,
+        serde_json::json!({
+            "seq": claims.seq,
+            "previous_seq": existing.as_ref().map(|l| l.seq),
+            "seats": claims.seats,
+            "previous_seats": existing.as_ref().map(|l| l.seats),
+            "in_use": stored.in_use,
+            "key_file": file.digest,
+            "jti": claims.jti,
+            "expires_at": claims.exp,
+        }),
+    )?;
+    Ok(report(outcome, &stored))
+}
+
+fn check_compatible(license: &License, claims: &KeyFileClaims) -> Result<(), ImportError> {
+    let pairs = [
+        ("product", &license.product_id, &claims.product.id),
+        ("customer", &license.customer_id, &claims.customer.id),
+        ("model", &license.model, &claims.model.as_str().to_owned()),
+    ];
+    for (field, from, to) in pairs {
+        if from != to {
+            return Err(ImportError::Incompatible {
+                lic: license.id.clone(),
+                field,
+                from: from.clone(),
+                to: to.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn report(outcome: ImportOutcome, license: &License) -> ImportReport {
+    ImportReport {
+        outcome,
+        license: license.id.clone(),
+        seq: license.seq,
+        seats: license.seats,
+        in_use: license.in_use,
+        over_allocated: (license.in_use - license.capacity).max(0),
+    }
+}
+
+/// A license by id.
+pub fn find(conn: &mut DbConn, lic: &str) -> QueryResult<Option<License>> {
+    licenses::table
+        .find(lic)
+        .select(License::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Every license, by id.
+pub fn list(conn: &mut DbConn) -> QueryResult<Vec<License>> {
+    licenses::table
+        .order(licenses::id)
+        .select(License::as_select())
+        .load(conn)
+}
+
+/// The raw text of a license's current key file.
+pub fn current_key_file(conn: &mut DbConn, license: &License) -> QueryResult<String> {
+    key_files::table
+        .find(&license.current_key_file)
+        .select(key_files::raw)
+        .first(conn)
+}

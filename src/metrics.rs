@@ -1,0 +1,80 @@
+//! Prometheus metrics: process counters kept here, seat gauges read from the database at
+//! scrape time (so several instances report the same truth).
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::app::App;
+use crate::seats::{Activation, SeatError};
+
+static ACTIVATIONS_CREATED: AtomicU64 = AtomicU64::new(0);
+static ACTIVATIONS_REPEATED: AtomicU64 = AtomicU64::new(0);
+static ACTIVATIONS_EXHAUSTED: AtomicU64 = AtomicU64::new(0);
+static ACTIVATIONS_REFUSED: AtomicU64 = AtomicU64::new(0);
+
+/// Counts one activation answer.
+pub fn count_activation(result: &Result<Activation, SeatError>) {
+    let counter = match result {
+        Ok(a) if a.created => &ACTIVATIONS_CREATED,
+        Ok(_) => &ACTIVATIONS_REPEATED,
+        Err(SeatError::SeatsExhausted { .. }) => &ACTIVATIONS_EXHAUSTED,
+        Err(_) => &ACTIVATIONS_REFUSED,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Renders the exposition text. Blocking (reads the database).
+pub fn render(app: &App) -> String {
+    let mut out = String::new();
+    out.push_str(
+        "# HELP seatkeep_activations_total Activation requests answered by this instance.\n",
+    );
+    out.push_str("# TYPE seatkeep_activations_total counter\n");
+    for (result, counter) in [
+        ("created", &ACTIVATIONS_CREATED),
+        ("repeated", &ACTIVATIONS_REPEATED),
+        ("seats_exhausted", &ACTIVATIONS_EXHAUSTED),
+        ("refused", &ACTIVATIONS_REFUSED),
+    ] {
+        let _ = writeln!(
+            out,
+            "seatkeep_activations_total{{result=\"{result}\"}} {}",
+            counter.load(Ordering::Relaxed)
+        );
+    }
+    let licenses = app
+        .db
+        .conn()
+        .ok()
+        .and_then(|mut conn| crate::licenses::list(&mut conn).ok());
+    out.push_str("# HELP seatkeep_database_up 1 when the database answered this scrape.\n");
+    out.push_str("# TYPE seatkeep_database_up gauge\n");
+    let _ = writeln!(out, "seatkeep_database_up {}", u8::from(licenses.is_some()));
+    out.push_str("# HELP seatkeep_seats Seats bought per license.\n# TYPE seatkeep_seats gauge\n");
+    let licenses = licenses.unwrap_or_default();
+    for l in &licenses {
+        let _ = writeln!(
+            out,
+            "seatkeep_seats{{license=\"{}\"}} {}",
+            escape(&l.id),
+            l.seats
+        );
+    }
+    out.push_str("# HELP seatkeep_seats_in_use Seats held per license.\n# TYPE seatkeep_seats_in_use gauge\n");
+    for l in &licenses {
+        let _ = writeln!(
+            out,
+            "seatkeep_seats_in_use{{license=\"{}\"}} {}",
+            escape(&l.id),
+            l.in_use
+        );
+    }
+    out
+}
+
+fn escape(label: &str) -> String {
+    label
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}

@@ -1,0 +1,143 @@
+//! The HTTP server: routes, limits, request logging, TLS, graceful shutdown.
+
+pub mod api;
+pub mod errors;
+pub mod health;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{HttpServer, web};
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tracing_actix_web::TracingLogger;
+
+use crate::app::App;
+use crate::config::ConfigError;
+use errors::ApiError;
+
+/// How often the clock's high-water mark is shared through the database.
+const CLOCK_SYNC_INTERVAL: Duration = Duration::from_secs(15);
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Bad listen address.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The certificate or key could not be used.
+    #[error("server.tls: {0}")]
+    Tls(String),
+    /// Binding or running failed.
+    #[error("server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Loads the TLS certificate chain and key: TLS 1.2 and 1.3 only.
+pub fn tls_config(
+    cert_path: &std::path::Path,
+    key_path: &std::path::Path,
+) -> Result<rustls::ServerConfig, ServeError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_path)
+        .and_then(|iter| iter.collect())
+        .map_err(|e| {
+            ServeError::Tls(format!(
+                "cannot read certificates from {}: {e}",
+                cert_path.display()
+            ))
+        })?;
+    if certs.is_empty() {
+        return Err(ServeError::Tls(format!(
+            "no certificate in {}",
+            cert_path.display()
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| {
+        ServeError::Tls(format!(
+            "cannot read private key from {}: {e}",
+            key_path.display()
+        ))
+    })?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| ServeError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| ServeError::Tls(e.to_string()))
+}
+
+/// Registers every route on an actix `App`.
+pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(max_body)
+            .error_handler(move |err, _req| errors::json_error(err, max_body)),
+    )
+    .app_data(web::PayloadConfig::new(max_body))
+    .app_data(web::PathConfig::default().error_handler(|err, _req| errors::path_error(err)))
+    .configure(health::configure)
+    .configure(api::configure)
+    .default_service(web::to(|| async {
+        Err::<actix_web::HttpResponse, _>(ApiError::NotFound)
+    }));
+}
+
+/// Runs the server until SIGTERM/SIGINT. Must run inside an actix system.
+pub async fn serve(app: Arc<App>) -> Result<(), ServeError> {
+    let addr = app.config.listen_addr()?;
+    let tls = match app.config.tls_files() {
+        Some((cert, key)) => Some(tls_config(&cert, &key)?),
+        None => None,
+    };
+    let max_body = app.config.server.max_body_bytes;
+    let workers = match app.config.server.workers {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    spawn_clock_sync(Arc::clone(&app));
+    let data = web::Data::from(Arc::clone(&app));
+    let server = HttpServer::new(move || {
+        actix_web::App::new()
+            .app_data(data.clone())
+            .wrap(TracingLogger::default())
+            .configure(|cfg| configure(cfg, max_body))
+    })
+    .workers(workers)
+    .backlog(1024)
+    .shutdown_timeout(app.config.server.shutdown_timeout.as_secs());
+    let (server, scheme) = match tls {
+        Some(tls) => (server.bind_rustls_0_23(addr, tls)?, "https"),
+        None => {
+            if !addr.ip().is_loopback() {
+                tracing::warn!(%addr, "serving plain HTTP on a non-loopback address: set server.tls or put a TLS proxy in front");
+            }
+            (server.bind(addr)?, "http")
+        }
+    };
+    for bound in server.addrs() {
+        // Tests and scripts read the bound port from this line when listening on port 0.
+        tracing::info!(url = %format!("{scheme}://{bound}"), server_id = app.identity.id(), "listening");
+    }
+    server.run().await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Shares the clock's high-water mark through the database, now and every few seconds.
+fn spawn_clock_sync(app: Arc<App>) {
+    actix_web::rt::spawn(async move {
+        let mut interval = actix_web::rt::time::interval(CLOCK_SYNC_INTERVAL);
+        loop {
+            interval.tick().await;
+            let app = Arc::clone(&app);
+            match web::block(move || app.clock.sync(&app.db)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "clock watch: cannot sync with the database")
+                }
+                Err(e) => tracing::warn!(error = %e, "clock watch: worker failed"),
+            }
+        }
+    });
+}

@@ -1,0 +1,185 @@
+//! Exactness under load: seat counts hold with many concurrent devices, several server
+//! processes on one PostgreSQL database, and a server killed mid-load.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use futures::future::join_all;
+
+use crate::both_backends;
+use crate::helpers::{Backend, TestEnv, TestServer};
+
+/// Sends one activation per device concurrently; returns (device, status, seat).
+async fn activate_all(
+    servers: &[Arc<TestServer>],
+    key_file: &str,
+    devices: impl Iterator<Item = String>,
+) -> Vec<(String, u16, Option<String>)> {
+    let tasks = devices.enumerate().map(|(i, device)| {
+        let server = Arc::clone(&servers[i % servers.len()]);
+        let key_file = key_file.to_owned();
+        tokio::spawn(async move {
+            let result = server
+                .http
+                .post(format!("{}/api/v1/activations", server.url))
+                .json(&serde_json::json!({"key_file": key_file, "device_id": device, "user_name": "load"}))
+                .send()
+                .await;
+            match result {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    let body: serde_json::Value = response.json().await.unwrap_or_default();
+                    (device, status, body["seat"].as_str().map(str::to_owned))
+                }
+                Err(_) => (device, 0, None),
+            }
+        })
+    });
+    join_all(tasks)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect()
+}
+
+fn assert_consistent(env: &TestEnv, expected_active: i64) {
+    assert_eq!(env.db.count("seats", "state = 'active'"), expected_active);
+    assert_eq!(
+        env.db.scalar("SELECT in_use AS v FROM licenses"),
+        expected_active
+    );
+}
+
+/// 50 seats, 500 concurrent distinct devices: exactly 50 granted, 450 refused, no 5xx.
+async fn exhaustion_under_load(backend: Backend) {
+    let env = TestEnv::new(backend);
+    let key_file = env.import_license("LIC-LOAD", 50);
+    let server = Arc::new(env.serve().await);
+    let results = activate_all(
+        &[server],
+        &key_file,
+        (0..500).map(|i| format!("device-{i}")),
+    )
+    .await;
+    let created = results.iter().filter(|r| r.1 == 201).count();
+    let refused = results.iter().filter(|r| r.1 == 409).count();
+    let other: Vec<_> = results
+        .iter()
+        .filter(|r| r.1 != 201 && r.1 != 409)
+        .collect();
+    assert!(other.is_empty(), "unexpected answers: {other:?}");
+    assert_eq!((created, refused), (50, 450));
+    assert_consistent(&env, 50);
+    assert_eq!(env.db.count("seat_refusals", ""), 450);
+}
+both_backends!(fifty_seats_five_hundred_devices, exhaustion_under_load);
+
+/// One device asking 20 times at once: one seat, 20 identical keys.
+async fn same_device_concurrently(backend: Backend) {
+    let env = TestEnv::new(backend);
+    let key_file = env.import_license("LIC-ONE", 5);
+    let server = Arc::new(env.serve().await);
+    let tasks = (0..20).map(|_| {
+        let server = Arc::clone(&server);
+        let key_file = key_file.clone();
+        tokio::spawn(async move { server.activate(&key_file, "the-device", "Ada").await })
+    });
+    let results: Vec<_> = join_all(tasks)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    assert!(
+        results.iter().all(|(s, _)| *s == 200 || *s == 201),
+        "{results:?}"
+    );
+    assert_eq!(
+        results.iter().filter(|(s, _)| *s == 201).count(),
+        1,
+        "exactly one took the seat"
+    );
+    let keys: HashSet<&str> = results
+        .iter()
+        .map(|(_, b)| b["device_key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys.len(), 1, "all 20 answers carry the same key");
+    let tokens: HashSet<&str> = results
+        .iter()
+        .map(|(_, b)| b["return_token"].as_str().unwrap())
+        .collect();
+    assert_eq!(tokens.len(), 1);
+    assert_consistent(&env, 1);
+}
+both_backends!(one_device_twenty_times, same_device_concurrently);
+
+/// Three `seatkeep serve` processes on one PostgreSQL database, 100 seats, 2,000 devices.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_instances_on_postgres_sell_each_seat_once() {
+    let env = TestEnv::new(Backend::Postgres);
+    let key_file = env.import_license("LIC-MULTI", 100);
+    let mut servers = Vec::new();
+    for _ in 0..3 {
+        servers.push(Arc::new(TestServer::start(&env.config, &[]).await));
+    }
+    let results = activate_all(&servers, &key_file, (0..2000).map(|i| format!("pc-{i}"))).await;
+    let created = results.iter().filter(|r| r.1 == 201).count();
+    let other: Vec<_> = results
+        .iter()
+        .filter(|r| r.1 != 201 && r.1 != 409)
+        .collect();
+    assert!(
+        other.is_empty(),
+        "unexpected answers: {:?}",
+        &other[..other.len().min(5)]
+    );
+    assert_eq!(created, 100);
+    assert_consistent(&env, 100);
+}
+
+/// `kill -9` in the middle of a load, then restart: every 201 a client saw is a seat, and the
+/// counter matches the seats.
+async fn kill_during_load(backend: Backend) {
+    let env = TestEnv::new(backend);
+    let key_file = env.import_license("LIC-KILL", 5000);
+    let server = Arc::new(env.serve().await);
+    let pid = server.child.id();
+    let killer = async {
+        // Kill once the load is well under way (at least 50 seats granted).
+        for _ in 0..600 {
+            if env.db.count("seats", "") >= 50 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
+    };
+    let targets = [Arc::clone(&server)];
+    let load = activate_all(&targets, &key_file, (0..1500).map(|i| format!("k-{i}")));
+    let ((), results) = tokio::join!(killer, load);
+    let granted: Vec<&String> = results
+        .iter()
+        .filter(|r| r.1 == 201)
+        .filter_map(|r| r.2.as_ref())
+        .collect();
+    assert!(
+        results.iter().any(|r| r.1 == 0),
+        "the kill interrupted the load"
+    );
+    drop(targets);
+    drop(server);
+    let restarted = env.serve().await;
+    for seat in &granted {
+        let (status, state) = restarted.get(&format!("/api/v1/activations/{seat}")).await;
+        assert_eq!(
+            (status, state["state"].as_str()),
+            (200, Some("active")),
+            "seat {seat} was answered 201"
+        );
+    }
+    let active = env.db.count("seats", "state = 'active'");
+    assert!(active >= granted.len() as i64);
+    assert_consistent(&env, active);
+}
+both_backends!(kill_nine_mid_load_loses_no_granted_seat, kill_during_load);

@@ -1,0 +1,12 @@
+//! Integration tests: the real `seatkeep` binary, over HTTP and the CLI, against real SQLite
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+//! and PostgreSQL (started by `tests/run`). One test binary, so it links once.
+
+mod helpers;
+
+mod activation;
+mod concurrency;
+mod device_client;
+mod foundation;
+mod keyfiles;
+mod quickstart;
