@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::clock::ClockWatch;
 use crate::config::{Config, ConfigError};
-use crate::db::{Database, DbError};
+use crate::db::{Database, DbConn, DbError};
 use crate::identity::{IdentityError, ServerIdentity};
 use crate::keyfile::trust::TrustError;
 use crate::keyfile::{self, KeyFileError, ServerBinding, TrustedKeys, VerifiedKeyFile};
@@ -48,6 +48,7 @@ pub struct App {
     /// Clock watch.
     pub clock: ClockWatch,
     verified: Mutex<HashMap<[u8; 32], Arc<VerifiedKeyFile>>>,
+    stored_texts: Mutex<HashMap<String, Arc<str>>>,
 }
 
 impl std::fmt::Debug for App {
@@ -75,6 +76,7 @@ impl App {
             identity,
             trusted,
             verified: Mutex::new(HashMap::new()),
+            stored_texts: Mutex::new(HashMap::new()),
         })
     }
 
@@ -98,10 +100,29 @@ impl App {
         Ok(verified)
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Arc<VerifiedKeyFile>>> {
-        // The map holds no invariant a panicking holder could break: keep using it.
-        self.verified
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// The stored text of the key file with this digest. Stored files never change, so the
+    /// text is kept in memory after the first read.
+    pub fn key_file_text(&self, conn: &mut DbConn, digest: &str) -> diesel::QueryResult<Arc<str>> {
+        if let Some(text) = lock(&self.stored_texts).get(digest) {
+            return Ok(Arc::clone(text));
+        }
+        let text: Arc<str> = crate::licenses::stored_key_file(conn, digest)?.into();
+        let mut texts = lock(&self.stored_texts);
+        if texts.len() >= KEY_FILE_CACHE_LIMIT {
+            texts.clear();
+        }
+        texts.insert(digest.to_owned(), Arc::clone(&text));
+        Ok(text)
     }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Arc<VerifiedKeyFile>>> {
+        lock(&self.verified)
+    }
+}
+
+/// Locks a cache. The maps hold no invariant a panicking holder could break: keep using them.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -349,10 +349,10 @@ pub fn list(conn: &mut DbConn) -> QueryResult<Vec<License>> {
         .load(conn)
 }
 
-/// The raw text of a license's current key file.
-pub fn current_key_file(conn: &mut DbConn, license: &License) -> QueryResult<String> {
+/// The raw text of a stored key file, by digest.
+pub fn stored_key_file(conn: &mut DbConn, digest: &str) -> QueryResult<String> {
     key_files::table
-        .find(&license.current_key_file)
+        .find(digest)
         .select(key_files::raw)
         .first(conn)
 }

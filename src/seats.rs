@@ -300,11 +300,20 @@ fn find_seat(conn: &mut DbConn, seat_id: &str) -> Result<Seat, SeatError> {
         .ok_or_else(|| SeatError::UnknownSeat(seat_id.to_owned()))
 }
 
-fn find_device_seat(conn: &mut DbConn, lic: &str, device_id: &str) -> QueryResult<Option<Seat>> {
-    seats::table
-        .filter(seats::license_id.eq(lic))
-        .filter(seats::device_id.eq(device_id))
-        .select(Seat::as_select())
+/// A license and the device's seat under it, in one query.
+fn find_license_and_seat(
+    conn: &mut DbConn,
+    lic: &str,
+    device_id: &str,
+) -> QueryResult<Option<(License, Option<Seat>)>> {
+    licenses::table
+        .left_join(
+            seats::table.on(seats::license_id
+                .eq(licenses::id)
+                .and(seats::device_id.eq(device_id))),
+        )
+        .filter(licenses::id.eq(lic))
+        .select((License::as_select(), Option::<Seat>::as_select()))
         .first(conn)
         .optional()
 }
@@ -312,10 +321,6 @@ fn find_device_seat(conn: &mut DbConn, lic: &str, device_id: &str) -> QueryResul
 fn new_seat_id() -> String {
     let bytes: [u8; 16] = rand::random();
     format!("st_{}", crate::jws::b64url(&bytes))
-}
-
-fn license_model(license: &License) -> &str {
-    &license.model
 }
 
 /// Activates a seat for a device, or returns the seat it already holds (idempotent).
@@ -327,17 +332,16 @@ pub fn activate(app: &App, req: &ActivationRequest) -> Result<Activation, SeatEr
     let mut conn = app.db.conn()?;
     for _ in 0..RACE_RETRIES {
         let now = now_unix();
-        let license = license_store::find(&mut conn, lic)?
+        let (license, existing) = find_license_and_seat(&mut conn, lic, &req.device_id)?
             .ok_or_else(|| SeatError::UnknownLicense(lic.to_owned()))?;
         check_usable(&license, now)?;
-        let single_device = license_model(&license) == LicenseModel::SingleDevice.as_str();
+        let single_device = license.model == LicenseModel::SingleDevice.as_str();
         if req.user_name.is_empty() && !single_device {
             return Err(SeatError::InvalidField {
                 field: "user_name",
                 reason: "must not be empty for a node_locked license".into(),
             });
         }
-        let existing = find_device_seat(&mut conn, lic, &req.device_id)?;
         if let Some(seat) = existing.as_ref().filter(|s| s.state == "active") {
             if seat.user_name != req.user_name {
                 return Err(SeatError::ReissueRequired {
@@ -517,7 +521,9 @@ fn answer(
         created,
         seat: seat.id.clone(),
         device_key: seat.device_key.clone(),
-        key_file: license_store::current_key_file(conn, license)?,
+        key_file: app
+            .key_file_text(conn, &license.current_key_file)?
+            .to_string(),
         state: seat.state.clone(),
         expires_at: license.expires_at,
         return_token: app.identity.return_token(&seat.id, seat.cycle),

@@ -634,3 +634,36 @@ async fn openapi_document_lists_the_device_api() {
         assert!(doc["paths"][path].is_object(), "{path} documented");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overage_allowance_is_flagged() {
+    let env = TestEnv::new(Backend::Sqlite);
+    let mut claims = env.claims("LIC-O", 2);
+    claims.policy.overage_percent = 50;
+    let key_file = env.sign(&claims);
+    let path = env.write("o.seatkey", &key_file);
+    env.cli_ok(&["keyfile", "import", path.to_str().unwrap()]);
+    let server = env.serve().await;
+    for device in ["a", "b"] {
+        let (status, body) = server.activate(&key_file, device, "u").await;
+        assert_eq!((status, body["overage"].as_bool()), (201, Some(false)));
+    }
+    let (status, body) = server.activate(&key_file, "c", "u").await;
+    assert_eq!(
+        (status, body["overage"].as_bool()),
+        (201, Some(true)),
+        "{body}"
+    );
+    assert_eq!(
+        env.db.count(
+            "audit_log",
+            "action = 'seat.activated' AND detail LIKE '%\"overage\":true%'"
+        ),
+        1
+    );
+    let (status, body) = server.activate(&key_file, "d", "u").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("seats_exhausted"))
+    );
+}

@@ -405,6 +405,30 @@ async fn https_with_tls_12_and_13_only() {
         let response = client.get(format!("{url}/healthz")).send().await.unwrap();
         assert_eq!(response.status(), 200);
     }
+    // The reference device client trusts the certificate with --ca.
+    let key_file = env.import_license("LIC-TLS", 1);
+    let key_path = env.write("tls.seatkey", key_file);
+    let out = crate::helpers::run(&[
+        "device",
+        "activate",
+        "--server",
+        &server.url.replace("127.0.0.1", "localhost"),
+        "--key-file",
+        key_path.to_str().unwrap(),
+        "--device-id",
+        "tls-dev",
+        "--user",
+        "T",
+        "--ca",
+        env.path("tls-cert.pem").to_str().unwrap(),
+        "--out",
+        env.path("tls-dev.json").to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // A client offering only TLS 1.0 or 1.1 gets a fatal alert, never a ServerHello.
     let port = server
         .url

@@ -458,3 +458,69 @@ fn key_file_from_an_independent_implementation() {
         "{out}"
     );
 }
+
+/// `admin add` and `admin passwd`: Argon2id hashes, clear refusals, nothing written on error.
+#[test]
+fn admin_accounts() {
+    let env = TestEnv::new(Backend::Sqlite);
+    let password = env.write("pw.txt", "correct horse battery staple\n");
+    let short = env.write("short.txt", "short");
+    let pw = password.to_str().unwrap();
+    let out = env.cli_ok(&[
+        "admin",
+        "add",
+        "alice",
+        "--role",
+        "owner",
+        "--password-file",
+        pw,
+    ]);
+    assert!(out.contains("admin 'alice' added as owner"), "{out}");
+    let hash_prefix = env.db.count("admins", "password_hash LIKE '$argon2id$%'");
+    assert_eq!(hash_prefix, 1, "stored as an Argon2id PHC string");
+    let err = env.cli_err(&[
+        "admin",
+        "add",
+        "alice",
+        "--role",
+        "viewer",
+        "--password-file",
+        pw,
+    ]);
+    assert!(err.contains("admin 'alice' already exists"), "{err}");
+    let err = env.cli_err(&[
+        "admin",
+        "add",
+        "bob",
+        "--role",
+        "admin",
+        "--password-file",
+        short.to_str().unwrap(),
+    ]);
+    assert!(err.contains("at least 12 characters"), "{err}");
+    let err = env.cli_err(&[
+        "admin",
+        "add",
+        "bad name",
+        "--role",
+        "admin",
+        "--password-file",
+        pw,
+    ]);
+    assert!(err.contains("admin name"), "{err}");
+    let err = env.cli_err(&["admin", "passwd", "nobody", "--password-file", pw]);
+    assert!(err.contains("no admin 'nobody'"), "{err}");
+    assert_eq!(env.db.count("admins", ""), 1);
+    let new_password = env.write("pw2.txt", "another long passphrase");
+    env.cli_ok(&[
+        "admin",
+        "passwd",
+        "alice",
+        "--password-file",
+        new_password.to_str().unwrap(),
+    ]);
+    assert_eq!(env.db.count("audit_log", "action LIKE 'admin.%'"), 2);
+    // Without a file or terminal, a password is generated and shown once.
+    let out = env.cli_ok(&["admin", "add", "carol", "--role", "viewer"]);
+    assert!(out.contains("password (shown once): "), "{out}");
+}
