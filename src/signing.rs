@@ -124,45 +124,33 @@ impl SigningKey {
             )));
         }
         let der = doc.contents();
-        if let Ok(pair) = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der) {
-            let algorithm = algorithm.unwrap_or(JwsAlgorithm::EdDSA);
-            if algorithm != JwsAlgorithm::EdDSA {
-                return Err(SigningError::AlgorithmMismatch {
-                    key: "Ed25519",
-                    alg: algorithm,
-                });
-            }
-            let spki: PublicKeyX509Der<'_> = pair
-                .public_key()
-                .as_der()
-                .map_err(|_| SigningError::Crypto("public key encoding"))?;
-            let spki_der = spki.as_ref().to_vec();
-            return Ok(Self {
-                pair: KeyPair::Ed25519(pair),
-                algorithm,
-                spki_der,
+        let (pair, key, default_alg) =
+            if let Ok(pair) = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der) {
+                let spki = spki_of(pair.public_key())?;
+                (
+                    (KeyPair::Ed25519(pair), spki),
+                    "Ed25519",
+                    JwsAlgorithm::EdDSA,
+                )
+            } else if let Ok(pair) = RsaKeyPair::from_pkcs8(der) {
+                let spki = spki_of(pair.public_key())?;
+                ((KeyPair::Rsa(pair), spki), "RSA", JwsAlgorithm::RS256)
+            } else {
+                return Err(SigningError::Unsupported);
+            };
+        let algorithm = algorithm.unwrap_or(default_alg);
+        if algorithm.is_rsa() != default_alg.is_rsa() {
+            return Err(SigningError::AlgorithmMismatch {
+                key,
+                alg: algorithm,
             });
         }
-        if let Ok(pair) = RsaKeyPair::from_pkcs8(der) {
-            let algorithm = algorithm.unwrap_or(JwsAlgorithm::RS256);
-            if !algorithm.is_rsa() {
-                return Err(SigningError::AlgorithmMismatch {
-                    key: "RSA",
-                    alg: algorithm,
-                });
-            }
-            let spki: PublicKeyX509Der<'_> = pair
-                .public_key()
-                .as_der()
-                .map_err(|_| SigningError::Crypto("public key encoding"))?;
-            let spki_der = spki.as_ref().to_vec();
-            return Ok(Self {
-                pair: KeyPair::Rsa(pair),
-                algorithm,
-                spki_der,
-            });
-        }
-        Err(SigningError::Unsupported)
+        let (pair, spki_der) = pair;
+        Ok(Self {
+            pair,
+            algorithm,
+            spki_der,
+        })
     }
 
     /// The JWS algorithm this key signs with.
@@ -220,6 +208,17 @@ impl SigningKey {
         let signature = self.sign(input.as_bytes())?;
         Ok(jws::assemble(&input, &signature))
     }
+}
+
+/// The SubjectPublicKeyInfo DER of a public key.
+fn spki_of<K>(public_key: &K) -> Result<Vec<u8>, SigningError>
+where
+    K: AsDer<PublicKeyX509Der<'static>>,
+{
+    public_key
+        .as_der()
+        .map(|der| der.as_ref().to_vec())
+        .map_err(|_| SigningError::Crypto("public key encoding"))
 }
 
 /// `sha256(SPKI DER)` in lowercase hex.

@@ -1,0 +1,89 @@
+//! Reading seats: a seat's state, a device's keys, a license's seats.
+
+use diesel::prelude::*;
+use serde::Serialize;
+
+use super::{SeatError, SeatStatus, find_seat, validate_device_id};
+use crate::app::App;
+use crate::db::DbConn;
+use crate::db::models::Seat;
+use crate::db::schema::seats;
+use crate::licenses as license_store;
+
+/// A seat's state, for devices polling for retirement.
+pub fn status(app: &App, seat_id: &str) -> Result<SeatStatus, SeatError> {
+    let mut conn = app.db.conn()?;
+    Ok(SeatStatus::from(&find_seat(&mut conn, seat_id)?))
+}
+
+/// One active device key, as the key repository returns it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredKey {
+    /// Seat.
+    pub seat: String,
+    /// Device key.
+    pub device_key: String,
+    /// Generation.
+    pub generation: i64,
+    /// User name.
+    pub user_name: String,
+    /// License.
+    pub license: String,
+}
+
+/// Every active device key of a device under the license of `key_file` (reinstall).
+pub fn lookup(app: &App, key_file: &str, device_id: &str) -> Result<Vec<StoredKey>, SeatError> {
+    if key_file.trim().is_empty() {
+        return Err(SeatError::InvalidField {
+            field: "key_file",
+            reason: "must not be empty".into(),
+        });
+    }
+    validate_device_id(device_id)?;
+    let file = app.verify_presented(key_file)?;
+    let mut conn = app.db.conn()?;
+    let lic = &file.claims.lic;
+    if license_store::find(&mut conn, lic)?.is_none() {
+        return Err(SeatError::UnknownLicense(lic.clone()));
+    }
+    let rows: Vec<Seat> = seats::table
+        .filter(seats::license_id.eq(lic))
+        .filter(seats::device_id.eq(device_id))
+        .filter(seats::state.eq("active"))
+        .select(Seat::as_select())
+        .load(&mut *conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|s| StoredKey {
+            seat: s.id,
+            device_key: s.device_key,
+            generation: s.generation,
+            user_name: s.user_name,
+            license: s.license_id,
+        })
+        .collect())
+}
+
+/// Seats of a license, optionally filtered by device id or user name (substring).
+pub fn list(conn: &mut DbConn, lic: &str, search: Option<&str>) -> QueryResult<Vec<Seat>> {
+    let mut query = seats::table
+        .filter(seats::license_id.eq(lic))
+        .select(Seat::as_select())
+        .order((seats::state, seats::device_id))
+        .into_boxed();
+    if let Some(text) = search.filter(|t| !t.is_empty()) {
+        let pattern = format!(
+            "%{}%",
+            text.replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        query = query.filter(
+            seats::device_id
+                .like(pattern.clone())
+                .escape('\\')
+                .or(seats::user_name.like(pattern).escape('\\')),
+        );
+    }
+    query.load(conn)
+}
