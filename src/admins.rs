@@ -187,6 +187,6 @@ pub fn find(db: &Database, username: &str) -> Result<Option<Admin>, AdminError> 
     Ok(admins::table
         .filter(admins::username.eq(username))
         .select(Admin::as_select())
-        .first(&mut *conn)
+        .get_result(&mut *conn)
         .optional()?)
 }

@@ -41,7 +41,7 @@ pub fn count_since(
         .filter(audit_log::action.eq(action))
         .filter(audit_log::at.ge(since))
         .select((diesel::dsl::count_star(), diesel::dsl::min(audit_log::at)))
-        .first(conn)
+        .get_result(conn)
 }
 
 /// The newest audit rows of a license, newest first.

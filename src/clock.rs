@@ -56,7 +56,7 @@ impl ClockWatch {
         let stored: i64 = server_state::table
             .find(HIGH_WATER)
             .select(server_state::value)
-            .first(&mut *conn)?;
+            .get_result(&mut *conn)?;
         self.high_water.fetch_max(stored, Ordering::Relaxed);
         let now = now_unix();
         if let Err(untrusted) = self.check(now) {

@@ -214,7 +214,7 @@ fn store(
     let already_stored = key_files::table
         .find(&file.digest)
         .select(key_files::license_id)
-        .first::<String>(conn)
+        .get_result::<String>(conn)
         .optional()?
         .is_some();
     let outcome = match &existing {
@@ -337,7 +337,7 @@ pub fn find(conn: &mut DbConn, lic: &str) -> QueryResult<Option<License>> {
     licenses::table
         .find(lic)
         .select(License::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
 }
 
@@ -354,5 +354,5 @@ pub fn stored_key_file(conn: &mut DbConn, digest: &str) -> QueryResult<String> {
     key_files::table
         .find(digest)
         .select(key_files::raw)
-        .first(conn)
+        .get_result(conn)
 }

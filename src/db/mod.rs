@@ -22,6 +22,10 @@ const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/po
 const MIGRATION_LOCK_ID: i64 = 0x5ea7_4ee9;
 
 /// A connection to either backend; queries are written once against it.
+///
+/// Single-row reads use `get_result` on a unique key, never `first()`: `first()` adds
+/// `LIMIT ?`, and SQLite recompiles any statement whose LIMIT is a bound parameter every time
+/// it is rebound, which made every cached statement a fresh parse.
 #[derive(diesel::MultiConnection)]
 pub enum DbConn {
     /// Embedded SQLite.

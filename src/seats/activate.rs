@@ -28,7 +28,7 @@ fn find_license_and_seat(
         )
         .filter(licenses::id.eq(lic))
         .select((License::as_select(), Option::<Seat>::as_select()))
-        .first(conn)
+        .get_result(conn)
         .optional()
 }
 
@@ -139,7 +139,7 @@ fn grant(
     let (in_use, seats_bought): (i64, i64) = licenses::table
         .find(&license.id)
         .select((licenses::in_use, licenses::seats))
-        .first(conn)?;
+        .get_result(conn)?;
     seat.overage = in_use > seats_bought;
     let written = match existing {
         None => match diesel::insert_into(seats::table)
@@ -209,7 +209,7 @@ fn exhausted(conn: &mut DbConn, license: &License) -> Result<SeatError, SeatErro
     let in_use = licenses::table
         .find(&license.id)
         .select(licenses::in_use)
-        .first(conn)?;
+        .get_result(conn)?;
     Ok(SeatError::SeatsExhausted {
         license: license.id.clone(),
         seats: license.seats,

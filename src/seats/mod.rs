@@ -300,7 +300,7 @@ pub(crate) fn find_seat(conn: &mut DbConn, seat_id: &str) -> Result<Seat, SeatEr
     seats::table
         .find(seat_id)
         .select(Seat::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?
         .ok_or_else(|| SeatError::UnknownSeat(seat_id.to_owned()))
 }
