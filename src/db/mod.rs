@@ -18,6 +18,8 @@ use crate::config::{DatabaseConfig, DatabaseLocation};
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+/// Serialises this process's SQLite write transactions (see [`DbConn::write_transaction`]).
+static SQLITE_WRITE_GATE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// Advisory lock id held while migrating PostgreSQL, so instances starting together don't race.
 const MIGRATION_LOCK_ID: i64 = 0x5ea7_4ee9;
 
@@ -218,6 +220,12 @@ impl DbConn {
         if let DbConn::Postgres(_) = self {
             return self.transaction(f);
         }
+        // SQLite has one writer at a time. Queue this process's writers on a mutex, which
+        // wakes the next one the moment the lock is free, instead of in SQLite's busy handler,
+        // which polls with sleeps of up to 100 ms. busy_timeout still covers other processes.
+        let _gate = SQLITE_WRITE_GATE
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let DbConn::Sqlite(inner) = self {
             AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")?;
         }

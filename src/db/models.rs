@@ -1,4 +1,8 @@
 //! Row types: `X` for what is read, `NewX` for what is inserted.
+//!
+//! Insertables with `Option` fields say `treat_none_as_default_value = false`: `None` is
+//! stored as NULL, so the INSERT text does not depend on the values and SQLite's prepared
+//! statement is cached instead of compiled on every insert.
 
 use diesel::prelude::*;
 
@@ -6,7 +10,7 @@ use super::schema::{admins, audit_log, key_files, licenses, seat_refusals, seats
 
 /// A license as stored.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset, serde::Serialize)]
-#[diesel(table_name = licenses)]
+#[diesel(table_name = licenses, treat_none_as_default_value = false)]
 pub struct License {
     /// `lic`.
     pub id: String,
@@ -84,7 +88,7 @@ pub struct KeyFileRow {
 
 /// A seat (one per license and device).
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, serde::Serialize)]
-#[diesel(table_name = seats)]
+#[diesel(table_name = seats, treat_none_as_default_value = false)]
 pub struct Seat {
     /// Seat id.
     pub id: String,
@@ -120,7 +124,7 @@ pub struct Seat {
 
 /// An audit row to insert.
 #[derive(Debug, Clone, Insertable)]
-#[diesel(table_name = audit_log)]
+#[diesel(table_name = audit_log, treat_none_as_default_value = false)]
 pub struct NewAuditEntry<'a> {
     /// When.
     pub at: i64,

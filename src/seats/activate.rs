@@ -125,21 +125,20 @@ fn grant(
     mut seat: Seat,
     now: i64,
 ) -> Result<Option<Seat>, TxnError> {
-    let taken = diesel::update(
+    // The check and the increment are one statement; RETURNING saves a read.
+    let taken: Option<(i64, i64)> = diesel::update(
         licenses::table
             .filter(licenses::id.eq(&license.id))
             .filter(licenses::in_use.lt(licenses::capacity)),
     )
     .set(licenses::in_use.eq(licenses::in_use + 1))
-    .execute(conn)?;
-    if taken == 0 {
+    .returning((licenses::in_use, licenses::seats))
+    .get_result(conn)
+    .optional()?;
+    let Some((in_use, seats_bought)) = taken else {
         record_refusal(conn, &license.id, &seat.device_id, now)?;
         return Ok(None);
-    }
-    let (in_use, seats_bought): (i64, i64) = licenses::table
-        .find(&license.id)
-        .select((licenses::in_use, licenses::seats))
-        .get_result(conn)?;
+    };
     seat.overage = in_use > seats_bought;
     let written = match existing {
         None => match diesel::insert_into(seats::table)

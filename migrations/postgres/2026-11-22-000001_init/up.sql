@@ -63,12 +63,12 @@ CREATE TABLE seats (
     activated_at      BIGINT NOT NULL,
     updated_at        BIGINT NOT NULL,
     released_at       BIGINT,
-    -- One seat row per (license, device): a device never holds two seats of a license.
+    -- One seat row per (license, device): a device never holds two seats of a license. Its
+    -- index also serves every by-license query.
     CONSTRAINT seats_one_per_device UNIQUE (license_id, device_id),
     CONSTRAINT seats_state CHECK (state IN ('active', 'retired', 'returned', 'revoked')),
     CONSTRAINT seats_gen_positive CHECK (generation >= 1)
 );
-CREATE INDEX seats_by_license_state ON seats (license_id, state);
 
 CREATE TABLE audit_log (
     id         BIGSERIAL PRIMARY KEY,

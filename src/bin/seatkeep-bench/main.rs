@@ -1,0 +1,293 @@
+//! `seatkeep-bench`: activation throughput and latency of a real `seatkeep serve`, side by
+//! side with the machine's own limits (issue 5; BENCHMARKS.md has the figures).
+//!
+//! One run: a fresh data folder and database set up through the normal CLI (`init`,
+//! `provider keygen`, `provider issue`, `keyfile import`); the limits measured (signatures
+//! per second of the server key on one core, durable commits per second of a bare seat
+//! transaction); the release server started; three phases driven over C keep-alive HTTP/1.1
+//! connections from a single-threaded client (new activations of distinct devices, the same
+//! devices again, and new devices on a license with fewer seats than requests); the server's
+//! memory read; and the database checked to hold exactly the seats that were granted. The
+//! exit status is non-zero when that check fails.
+//!
+//! ```text
+//! cargo run --release --bin seatkeep-bench -- [--json] [--connections 32]
+//!     [--algorithm ed25519|rsa-2048] [--postgres URL] [--devices N]
+//! ```
+
+mod error;
+mod http;
+mod limits;
+mod load;
+mod report;
+mod server;
+mod setup;
+mod verify;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum as _};
+use seatkeep::signing::KeyType;
+
+use error::{BenchError, Context, Result};
+use load::{ActivationTemplate, Outcome, Phase};
+use report::{Phases, Report, RunInfo};
+use server::Server;
+use setup::{License, Workspace};
+
+/// Wall-clock caps of the phases (a slow server stops early instead of running long).
+const NEW_CAP: Duration = Duration::from_secs(45);
+const REPEAT_CAP: Duration = Duration::from_secs(20);
+const EXHAUSTION_CAP: Duration = Duration::from_secs(30);
+/// How long the server may take to become ready after logging its address.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "seatkeep-bench",
+    about = "Activation benchmark of a real `seatkeep serve` against the machine's own limits"
+)]
+struct Args {
+    /// Print the figures as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    connections: u16,
+    /// Server key type.
+    #[arg(long, value_enum, default_value_t = KeyType::Ed25519)]
+    algorithm: KeyType,
+    /// Use PostgreSQL: a URL of an existing database on the server, used to create (and
+    /// drop at the end) a fresh database for the run, e.g.
+    /// postgres://postgres@127.0.0.1:55440/postgres.
+    #[arg(long, value_name = "URL")]
+    postgres: Option<String>,
+    /// Distinct devices in the new-activation phase (the license has this many seats).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(8..=10_000_000))]
+    devices: u32,
+    /// Requests in the repeat phase (cycling over the activated devices); default 3 × devices.
+    #[arg(long)]
+    repeats: Option<u32>,
+    /// Folder under which the temporary data folder is made (default: the system temp
+    /// folder). Its disk is the one measured.
+    #[arg(long, value_name = "DIR")]
+    work_dir: Option<PathBuf>,
+    /// Keep the data folder (server log, databases) instead of deleting it.
+    #[arg(long)]
+    keep: bool,
+    /// Command the server is started under, e.g. "valgrind --tool=callgrind" (split on
+    /// spaces).
+    #[arg(long, value_name = "CMD")]
+    server_wrapper: Option<String>,
+    /// Shell command run before each phase and at the end, with SEATKEEP_BENCH_SERVER_PID
+    /// and SEATKEEP_BENCH_PHASE (new, repeat, exhaustion, end) set; e.g.
+    /// 'callgrind_control -d $SEATKEEP_BENCH_SERVER_PID' to split a profile by phase.
+    #[arg(long, value_name = "CMD")]
+    phase_hook: Option<String>,
+}
+
+impl Args {
+    fn algorithm_name(&self) -> String {
+        self.algorithm
+            .to_possible_value()
+            .map_or_else(|| "ed25519".to_owned(), |v| v.get_name().to_owned())
+    }
+
+    /// Seats of the exhaustion license, and requests sent to it (twice as many).
+    fn exhaustion_plan(&self) -> (u32, u32) {
+        let seats = (self.devices / 4).max(1);
+        (seats, seats * 2)
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(report) => {
+            if args.json {
+                match serde_json::to_string_pretty(&report) {
+                    Ok(text) => println!("{text}"),
+                    Err(e) => {
+                        eprintln!("seatkeep-bench: cannot encode the report: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            } else {
+                print!("{}", report::table(&report));
+            }
+            if report.check.ok {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("seatkeep-bench: the database does not hold exactly the seats granted");
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("seatkeep-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn progress(message: &str) {
+    eprintln!("seatkeep-bench: {message}");
+}
+
+fn run(args: &Args) -> Result<Report> {
+    let bin = setup::locate_server_binary()?;
+    let parent = args.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let workspace = Workspace::create(&parent, bin, args.postgres.as_deref(), args.keep)?;
+    progress(&format!(
+        "{} server key, {} database, in {}",
+        args.algorithm_name(),
+        workspace.db.kind(),
+        workspace.dir.display()
+    ));
+    workspace.init(&args.algorithm_name())?;
+    let (scarce_seats, _) = args.exhaustion_plan();
+    let main = workspace.issue("bench-main", args.devices)?;
+    let scarce = workspace.issue("bench-scarce", scarce_seats)?;
+    workspace.import(&[&main, &scarce])?;
+
+    progress("measuring the machine's limits (signing, durable commits)");
+    let server_key = workspace.dir.join("server-key.pem");
+    let mut machine = limits::MachineLimits::default();
+    machine.measure(&server_key, &workspace.db, &workspace.dir)?;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("start the load generator's runtime")?;
+    let wrapper: Vec<String> = args
+        .server_wrapper
+        .as_deref()
+        .map(|w| w.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default();
+    let mut server = Server::start(&workspace, &wrapper)?;
+    runtime.block_on(load::wait_ready(server.addr, READY_TIMEOUT))?;
+    let [new, repeat, exhaustion] = runtime.block_on(drive(args, &server, &main, &scarce))?;
+    let memory = server.memory()?;
+    hook(args, &server, "end");
+    server.stop()?;
+    progress("measuring the machine's limits again");
+    machine.measure(&server_key, &workspace.db, &workspace.dir)?;
+
+    let licenses = verify::check(
+        &workspace.db,
+        &[
+            (&main.id, main.seats, new.created + repeat.created),
+            (&scarce.id, scarce.seats, exhaustion.created),
+        ],
+    )?;
+    let run = RunInfo {
+        algorithm: args.algorithm_name(),
+        database: workspace.db.kind(),
+        durability: machine.durability.clone(),
+        connections: usize::from(args.connections),
+        devices: args.devices,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let phases = Phases {
+        new: &new,
+        repeat: &repeat,
+        exhaustion: &exhaustion,
+        exhaustion_seats: scarce.seats,
+    };
+    Ok(report::build(run, &phases, memory, &machine, licenses))
+}
+
+/// The three phases, in order.
+async fn drive(
+    args: &Args,
+    server: &Server,
+    main: &License,
+    scarce: &License,
+) -> Result<[Outcome; 3]> {
+    let addr = server.addr;
+    let connections = usize::from(args.connections);
+
+    hook(args, server, "new");
+    progress(&format!(
+        "new activations: {} devices over {connections} connections",
+        args.devices
+    ));
+    let new = Phase {
+        name: "new",
+        template: ActivationTemplate::new(addr, &main.key_file, "bench-new-")?,
+        devices: (0..args.devices).collect(),
+        time_cap: NEW_CAP,
+    };
+    let new = measured(server, load::run(addr, connections, new)).await?;
+    if new.granted.is_empty() {
+        return Err(BenchError::new(format!(
+            "no new activation succeeded: {}",
+            new.messages.join("; ")
+        )));
+    }
+
+    hook(args, server, "repeat");
+    let repeats = args.repeats.unwrap_or(args.devices.saturating_mul(3));
+    progress(&format!(
+        "repeat activations: {repeats} requests over the {} activated devices",
+        new.granted.len()
+    ));
+    let repeat = Phase {
+        name: "repeat",
+        template: ActivationTemplate::new(addr, &main.key_file, "bench-new-")?,
+        devices: new
+            .granted
+            .iter()
+            .copied()
+            .cycle()
+            .take(repeats as usize)
+            .collect(),
+        time_cap: REPEAT_CAP,
+    };
+    let repeat = measured(server, load::run(addr, connections, repeat)).await?;
+
+    hook(args, server, "exhaustion");
+    let (seats, requests) = args.exhaustion_plan();
+    progress(&format!(
+        "exhaustion: {requests} new devices on a license of {seats} seats"
+    ));
+    let exhaustion = Phase {
+        name: "exhaustion",
+        template: ActivationTemplate::new(addr, &scarce.key_file, "bench-scarce-")?,
+        devices: (0..requests).collect(),
+        time_cap: EXHAUSTION_CAP,
+    };
+    let exhaustion = measured(server, load::run(addr, connections, exhaustion)).await?;
+    Ok([new, repeat, exhaustion])
+}
+
+/// Runs a phase and adds the CPU time the server and this process spent on it.
+async fn measured(
+    server: &Server,
+    phase: impl std::future::Future<Output = Result<Outcome>>,
+) -> Result<Outcome> {
+    let me = std::process::id();
+    let (server_before, client_before) = (server.cpu_seconds()?, server::process_cpu_seconds(me)?);
+    let mut outcome = phase.await?;
+    outcome.server_cpu = server.cpu_seconds()? - server_before;
+    outcome.client_cpu = server::process_cpu_seconds(me)? - client_before;
+    Ok(outcome)
+}
+
+/// Runs `--phase-hook` (if given); a failing hook is reported, not fatal.
+fn hook(args: &Args, server: &Server, phase: &str) {
+    let Some(command) = &args.phase_hook else {
+        return;
+    };
+    let status = std::process::Command::new("sh")
+        .args(["-c", command])
+        .env("SEATKEEP_BENCH_SERVER_PID", server.pid().to_string())
+        .env("SEATKEEP_BENCH_PHASE", phase)
+        .status();
+    match status {
+        Ok(s) if s.success() => {}
+        Ok(s) => eprintln!("seatkeep-bench: warning: phase hook before {phase}: {s}"),
+        Err(e) => eprintln!("seatkeep-bench: warning: phase hook before {phase}: {e}"),
+    }
+}
