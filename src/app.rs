@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::clock::ClockWatch;
 use crate::config::{Config, ConfigError};
+use crate::db::batch::GroupCommit;
 use crate::db::{Database, DbConn, DbError};
 use crate::identity::{IdentityError, ServerIdentity};
 use crate::keyfile::trust::TrustError;
@@ -47,6 +48,8 @@ pub struct App {
     pub binding: ServerBinding,
     /// Clock watch.
     pub clock: ClockWatch,
+    /// The writer that commits seat grants in groups.
+    pub group_commit: GroupCommit,
     verified: Mutex<HashMap<[u8; 32], Arc<VerifiedKeyFile>>>,
     stored_texts: Mutex<HashMap<String, Arc<str>>>,
 }
@@ -68,7 +71,9 @@ impl App {
         let identity = ServerIdentity::load(&config.resolve(&config.identity.key_file))?;
         let trusted = TrustedKeys::load(&config.provider.trusted_keys, &config.base_dir)?;
         let db = Database::open(&location, &config.database)?;
+        let group_commit = GroupCommit::start(db.clone())?;
         Ok(Self {
+            group_commit,
             binding: identity.binding(),
             clock: ClockWatch::new(config.clock.tolerance),
             config,

@@ -1,6 +1,7 @@
 //! Storage: one connection type that is SQLite or PostgreSQL, a pool, migrations, and the
 //! write-transaction helper every seat change goes through.
 
+pub mod batch;
 pub mod models;
 pub mod schema;
 
@@ -67,7 +68,7 @@ impl From<r2d2::PoolError> for DbError {
 
 /// Opens connections for the pool, with the backend chosen by our config code (never by
 /// letting `establish` guess, which would create stray SQLite files).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Manager {
     location: DatabaseLocation,
     busy_timeout: Duration,
@@ -114,6 +115,7 @@ pub type PooledConn = r2d2::PooledConnection<Manager>;
 #[derive(Clone)]
 pub struct Database {
     pool: r2d2::Pool<Manager>,
+    manager: Manager,
     backend: Backend,
 }
 
@@ -146,8 +148,12 @@ impl Database {
             .connection_timeout(config.connect_timeout)
             // A broken connection is dropped after its failed query; skip a ping per checkout.
             .test_on_check_out(false)
-            .build_unchecked(manager);
-        Ok(Self { pool, backend })
+            .build_unchecked(manager.clone());
+        Ok(Self {
+            pool,
+            manager,
+            backend,
+        })
     }
 
     /// The backend.
@@ -158,6 +164,12 @@ impl Database {
     /// Checks out a connection (blocking: call from `web::block` or a CLI thread).
     pub fn conn(&self) -> Result<PooledConn, DbError> {
         Ok(self.pool.get()?)
+    }
+
+    /// A connection outside the pool, for a thread that keeps one (the group-commit writer).
+    pub fn connect_dedicated(&self) -> Result<DbConn, DbError> {
+        r2d2::ManageConnection::connect(&self.manager)
+            .map_err(|e| DbError::Unavailable(e.to_string()))
     }
 
     /// Applies pending migrations; returns how many ran.

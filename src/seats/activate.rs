@@ -101,8 +101,15 @@ pub fn activate(app: &App, req: &ActivationRequest) -> Result<Activation, SeatEr
             updated_at: now,
             released_at: None,
         };
-        let attempt =
-            conn.write_transaction(|conn| grant(conn, &license, existing.as_ref(), seat, now));
+        // Wait for the batch without holding a pooled connection.
+        drop(conn);
+        let attempt = {
+            let license = license.clone();
+            let existing = existing.clone();
+            app.group_commit
+                .run(move |conn| grant(conn, &license, existing.as_ref(), seat, now))
+        };
+        conn = app.db.conn()?;
         match attempt {
             Ok(Some(seat)) => return answer(app, &mut conn, &license, &seat, true),
             Ok(None) => return Err(exhausted(&mut conn, &license)?),

@@ -218,6 +218,12 @@ impl From<diesel::result::Error> for TxnError {
     }
 }
 
+impl From<DbError> for TxnError {
+    fn from(e: DbError) -> Self {
+        Self::Seat(SeatError::Db(e))
+    }
+}
+
 impl From<SeatError> for TxnError {
     fn from(e: SeatError) -> Self {
         Self::Seat(e)

@@ -1,0 +1,115 @@
+//! Group commit: one writer thread runs queued write jobs together in one transaction, each
+//! job in its own savepoint, and commits them with one durable commit.
+//!
+//! A durable commit costs an fsync (SQLite WAL) or a WAL flush and the hot license row's lock
+//! (PostgreSQL). Under load many activations wait for that at once; committing them together
+//! pays it once per batch instead of once per activation. A job's answer is released only
+//! after the batch has committed, so nothing is acknowledged that is not durable.
+
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+
+use super::{Database, DbConn, DbError};
+
+/// Most jobs committed together.
+const MAX_BATCH: usize = 64;
+/// Jobs that may wait for the writer; more block their sender (back-pressure).
+const QUEUE_DEPTH: usize = 1024;
+
+/// Reports a job's outcome once the batch's commit is known.
+type Completion = Box<dyn FnOnce(Result<(), &DbError>) + Send>;
+/// Runs a job's statements inside the batch's transaction.
+type Job = Box<dyn FnOnce(&mut DbConn) -> Completion + Send>;
+
+/// Handle to the writer thread.
+#[derive(Debug)]
+pub struct GroupCommit {
+    jobs: SyncSender<Job>,
+}
+
+impl GroupCommit {
+    /// Starts the writer thread for `db`.
+    pub fn start(db: Database) -> Result<Self, DbError> {
+        let (jobs, queue) = sync_channel::<Job>(QUEUE_DEPTH);
+        std::thread::Builder::new()
+            .name("seatkeep-writer".into())
+            .spawn(move || writer(&db, &queue))
+            .map_err(|e| DbError::Unavailable(format!("cannot start the writer thread: {e}")))?;
+        Ok(Self { jobs })
+    }
+
+    /// Runs `f` in a savepoint of the next batch and waits for the batch to commit. `Err`
+    /// from `f` rolls back only this job. Blocking: call from a worker thread.
+    pub fn run<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<diesel::result::Error> + From<DbError> + Send + 'static,
+        F: FnOnce(&mut DbConn) -> Result<T, E> + Send + 'static,
+    {
+        let (answer, outcome) = sync_channel::<Result<T, E>>(1);
+        let job: Job = Box::new(move |conn: &mut DbConn| {
+            // A nested transaction is a savepoint: a failed job leaves the others intact.
+            let result = diesel::Connection::transaction(conn, f);
+            Box::new(move |commit: Result<(), &DbError>| {
+                let result = match commit {
+                    Ok(()) => result,
+                    Err(e) => Err(E::from(DbError::Unavailable(format!("commit failed: {e}")))),
+                };
+                let _ = answer.send(result);
+            })
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| E::from(DbError::Unavailable("the writer thread stopped".into())))?;
+        // No answer means the job was dropped unrun: the writer had no database connection.
+        outcome.recv().map_err(|_| {
+            E::from(DbError::Unavailable(
+                "the write was not committed: no database connection".into(),
+            ))
+        })?
+    }
+}
+
+/// The writer: takes whatever is queued (up to [`MAX_BATCH`]), runs it in one write
+/// transaction, commits, then answers every job.
+fn writer(db: &Database, queue: &Receiver<Job>) {
+    // The writer keeps a connection of its own, outside the pool: requests waiting for their
+    // batch may hold every pooled connection.
+    let mut conn: Option<DbConn> = None;
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut completions = Vec::with_capacity(batch.len());
+        if conn
+            .as_mut()
+            .is_none_or(diesel::r2d2::R2D2Connection::is_broken)
+        {
+            conn = db
+                .connect_dedicated()
+                .map_err(|e| tracing::error!(error = %e, "writer: no database connection"))
+                .ok();
+        }
+        let committed = match conn.as_mut() {
+            Some(c) => c.write_transaction(|c| {
+                completions.extend(batch.drain(..).map(|job| job(c)));
+                Ok::<(), DbError>(())
+            }),
+            None => Err(DbError::Unavailable("no database connection".into())),
+        };
+        if let Err(e) = &committed {
+            tracing::error!(error = %e, jobs = completions.len() + batch.len(), "group commit failed");
+            // Start the next batch on a fresh connection.
+            conn = None;
+        }
+        // Jobs never started (no connection) fail too; their closures are dropped, which
+        // closes their answer channels.
+        drop(batch);
+        for complete in completions {
+            complete(committed.as_ref().map(|_| ()));
+        }
+    }
+}
