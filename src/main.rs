@@ -223,8 +223,6 @@ fn init_logging(config: &Config) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        // One line per request when its span closes: request id, route, status, latency.
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = match config.log.format {
         LogFormat::Json => builder.json().try_init(),

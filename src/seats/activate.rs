@@ -67,9 +67,18 @@ pub fn activate(app: &App, req: &ActivationRequest) -> Result<Activation, SeatEr
         }
         app.clock.check(now)?;
         if license.in_use >= license.capacity {
-            // Exhausted already: record the refusal without signing anything.
-            conn.write_transaction(|conn| record_refusal(conn, lic, &req.device_id, now))?;
-            return Err(exhausted(&mut conn, &license)?);
+            // Exhausted already: record the refusal (committed with the next batch) without
+            // signing anything.
+            drop(conn);
+            let (lic, device_id) = (lic.to_owned(), req.device_id.clone());
+            app.group_commit.run(move |conn| {
+                record_refusal(conn, &lic, &device_id, now).map_err(SeatError::from)
+            })?;
+            return Err(SeatError::SeatsExhausted {
+                license: license.id.clone(),
+                seats: license.seats,
+                in_use: license.in_use,
+            });
         }
         let (seat_id, generation, cycle) = match &existing {
             Some(seat) => (seat.id.clone(), seat.generation + 1, seat.cycle + 1),

@@ -1,5 +1,6 @@
 //! The HTTP server: routes, limits, request logging, TLS, graceful shutdown.
 
+pub mod access_log;
 pub mod api;
 pub mod errors;
 pub mod health;
@@ -10,7 +11,6 @@ use std::time::Duration;
 use actix_web::{HttpServer, web};
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tracing_actix_web::TracingLogger;
 
 use crate::app::App;
 use crate::config::ConfigError;
@@ -100,7 +100,7 @@ pub async fn serve(app: Arc<App>) -> Result<(), ServeError> {
     let server = HttpServer::new(move || {
         actix_web::App::new()
             .app_data(data.clone())
-            .wrap(TracingLogger::default())
+            .wrap(actix_web::middleware::from_fn(access_log::log_request))
             .configure(|cfg| configure(cfg, max_body))
     })
     .workers(workers)

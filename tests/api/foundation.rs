@@ -120,6 +120,31 @@ async fn health_and_readiness(backend: Backend) {
     assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
     let (status, body) = server.get("/readyz").await;
     assert_eq!((status, body["status"].as_str()), (200, Some("ready")));
+    // Every request is logged with the id the response carries.
+    let response = server
+        .http
+        .get(format!("{}/healthz", server.url))
+        .send()
+        .await
+        .unwrap();
+    let id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let mut logged = false;
+    for _ in 0..50 {
+        let log = std::fs::read_to_string(&server.log).unwrap_or_default();
+        if log.lines().any(|l| {
+            l.contains(&format!("request_id={id}"))
+                && l.contains("status=200")
+                && l.contains("path=/healthz")
+        }) {
+            logged = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(logged, "request {id} logged");
     let response = server
         .http
         .get(format!("{}/nope", server.url))

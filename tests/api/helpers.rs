@@ -340,6 +340,7 @@ pub fn run_ok(args: &[&str]) -> String {
 /// A running `seatkeep serve`.
 pub struct TestServer {
     pub url: String,
+    pub log: PathBuf,
     pub child: Child,
     pub http: reqwest::Client,
 }
@@ -369,6 +370,7 @@ impl TestServer {
             hex::encode(rand::random::<[u8; 3]>())
         ));
         let (tx, rx) = mpsc::channel();
+        let log = log_path.clone();
         std::thread::spawn(move || {
             let mut log = std::fs::File::create(&log_path).ok();
             let mut sent = false;
@@ -396,7 +398,12 @@ impl TestServer {
             .unwrap()
             .unwrap_or_else(|_| Err("timed out waiting for the server".into()))
             .unwrap_or_else(|e| panic!("seatkeep serve did not start: {e}"));
-        let server = Self { url, child, http };
+        let server = Self {
+            url,
+            log,
+            child,
+            http,
+        };
         server.wait_ready().await;
         server
     }
