@@ -19,6 +19,19 @@ use crate::config::{DatabaseConfig, DatabaseLocation};
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+/// Runs `$body` with `$c` bound to the inner `SqliteConnection` or `PgConnection`. Diesel
+/// caches a prepared statement by the query's type only on a concrete connection; through the
+/// `MultiConnection` it renders the SQL on every call to find it. Use on hot read paths.
+#[macro_export]
+macro_rules! on_backend {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::db::DbConn::Sqlite($c) => $body,
+            $crate::db::DbConn::Postgres($c) => $body,
+        }
+    };
+}
+
 /// Serialises this process's SQLite write transactions (see [`DbConn::write_transaction`]).
 static SQLITE_WRITE_GATE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// Advisory lock id held while migrating PostgreSQL, so instances starting together don't race.

@@ -20,7 +20,8 @@ fn find_license_and_seat(
     lic: &str,
     device_id: &str,
 ) -> QueryResult<Option<(License, Option<Seat>)>> {
-    licenses::table
+    // The body is written once and compiled per backend (see `on_backend!`).
+    crate::on_backend!(conn, |c| licenses::table
         .left_join(
             seats::table.on(seats::license_id
                 .eq(licenses::id)
@@ -28,8 +29,8 @@ fn find_license_and_seat(
         )
         .filter(licenses::id.eq(lic))
         .select((License::as_select(), Option::<Seat>::as_select()))
-        .get_result(conn)
-        .optional()
+        .get_result(c)
+        .optional())
 }
 
 fn new_seat_id() -> String {
