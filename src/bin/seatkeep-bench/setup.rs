@@ -86,12 +86,46 @@ pub struct Workspace {
     keep: bool,
 }
 
+/// Under `cargo run --release`, builds the release server first (a no-op when it is fresh),
+/// so a fresh clone needs only the one documented command.
+fn build_server_when_run_by_cargo(dir: &Path) -> Result<()> {
+    let (Some(cargo), Some(manifest_dir)) = (
+        std::env::var_os("CARGO"),
+        std::env::var_os("CARGO_MANIFEST_DIR"),
+    ) else {
+        return Ok(());
+    };
+    if dir.file_name() != Some(OsStr::new("release")) {
+        return Ok(());
+    }
+    eprintln!("seatkeep-bench: cargo build --release --bin seatkeep");
+    let status = std::process::Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "--bin",
+            "seatkeep",
+            "--manifest-path",
+        ])
+        .arg(Path::new(&manifest_dir).join("Cargo.toml"))
+        .status()
+        .context("cannot run cargo to build the server")?;
+    if !status.success() {
+        return Err(BenchError::new(format!(
+            "building the server failed ({status})"
+        )));
+    }
+    Ok(())
+}
+
 /// The release `seatkeep` binary next to this executable.
 pub fn locate_server_binary() -> Result<PathBuf> {
     let exe = std::env::current_exe().context("cannot locate the benchmark executable")?;
     let dir = exe
         .parent()
         .ok_or_else(|| BenchError::new("the benchmark executable has no folder"))?;
+    build_server_when_run_by_cargo(dir)?;
     let bin = dir.join("seatkeep");
     if !bin.is_file() {
         return Err(BenchError::new(format!(
