@@ -18,7 +18,13 @@ const QUEUE_DEPTH: usize = 1024;
 /// Reports a job's outcome once the batch's commit is known.
 type Completion = Box<dyn FnOnce(Result<(), &DbError>) + Send>;
 /// Runs a job's statements inside the batch's transaction.
-type Job = Box<dyn FnOnce(&mut DbConn) -> Completion + Send>;
+type Work = Box<dyn FnOnce(&mut DbConn) -> Completion + Send>;
+
+/// A queued job and the key that orders it within its batch.
+struct Job {
+    order: String,
+    work: Work,
+}
 
 /// Handle to the writer thread.
 #[derive(Debug)]
@@ -38,15 +44,17 @@ impl GroupCommit {
     }
 
     /// Runs `f` in a savepoint of the next batch and waits for the batch to commit. `Err`
-    /// from `f` rolls back only this job. Blocking: call from a worker thread.
-    pub fn run<T, E, F>(&self, f: F) -> Result<T, E>
+    /// from `f` rolls back only this job. Jobs of a batch run in `order` (the id of the row
+    /// they lock first), so batches of several instances take row locks in one order and
+    /// cannot deadlock. Blocking: call from a worker thread.
+    pub fn run<T, E, F>(&self, order: &str, f: F) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<diesel::result::Error> + From<DbError> + Send + 'static,
         F: FnOnce(&mut DbConn) -> Result<T, E> + Send + 'static,
     {
         let (answer, outcome) = sync_channel::<Result<T, E>>(1);
-        let job: Job = Box::new(move |conn: &mut DbConn| {
+        let work: Work = Box::new(move |conn: &mut DbConn| {
             // A nested transaction is a savepoint: a failed job leaves the others intact.
             let result = diesel::Connection::transaction(conn, f);
             Box::new(move |commit: Result<(), &DbError>| {
@@ -57,6 +65,10 @@ impl GroupCommit {
                 let _ = answer.send(result);
             })
         });
+        let job = Job {
+            order: order.to_owned(),
+            work,
+        };
         self.jobs
             .send(job)
             .map_err(|_| E::from(DbError::Unavailable("the writer thread stopped".into())))?;
@@ -83,6 +95,7 @@ fn writer(db: &Database, queue: &Receiver<Job>) {
                 Err(_) => break,
             }
         }
+        batch.sort_by(|a, b| a.order.cmp(&b.order));
         let mut completions = Vec::with_capacity(batch.len());
         if conn
             .as_mut()
@@ -95,7 +108,7 @@ fn writer(db: &Database, queue: &Receiver<Job>) {
         }
         let committed = match conn.as_mut() {
             Some(c) => c.write_transaction(|c| {
-                completions.extend(batch.drain(..).map(|job| job(c)));
+                completions.extend(batch.drain(..).map(|job| (job.work)(c)));
                 Ok::<(), DbError>(())
             }),
             None => Err(DbError::Unavailable("no database connection".into())),

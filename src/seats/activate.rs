@@ -72,7 +72,7 @@ pub fn activate(app: &App, req: &ActivationRequest) -> Result<Activation, SeatEr
             // signing anything.
             drop(conn);
             let (lic, device_id) = (lic.to_owned(), req.device_id.clone());
-            app.group_commit.run(move |conn| {
+            app.group_commit.run(&license.id, move |conn| {
                 record_refusal(conn, &lic, &device_id, now).map_err(SeatError::from)
             })?;
             return Err(SeatError::SeatsExhausted {
@@ -116,8 +116,9 @@ pub fn activate(app: &App, req: &ActivationRequest) -> Result<Activation, SeatEr
         let attempt = {
             let license = license.clone();
             let existing = existing.clone();
-            app.group_commit
-                .run(move |conn| grant(conn, &license, existing.as_ref(), seat, now))
+            app.group_commit.run(&license.id.clone(), move |conn| {
+                grant(conn, &license, existing.as_ref(), seat, now)
+            })
         };
         conn = app.db.conn()?;
         match attempt {

@@ -165,6 +165,18 @@ fn release(
                 });
             }
         }
+        // The license row first, then the seat, as activation does: one lock order
+        // everywhere, so concurrent changes on PostgreSQL cannot deadlock.
+        diesel::update(licenses::table.filter(licenses::id.eq(&seat.license_id)))
+            .set((
+                licenses::in_use.eq(licenses::in_use - 1),
+                // Shrinks the surplus of a down-renewal as seats drain; never below capacity.
+                licenses::ceiling.eq(diesel::dsl::sql::<BigInt>(
+                    "CASE WHEN capacity > in_use - 1 THEN capacity ELSE in_use - 1 END",
+                )),
+                licenses::updated_at.eq(now),
+            ))
+            .execute(conn)?;
         let changed = diesel::update(
             seats::table
                 .filter(seats::id.eq(&seat.id))
@@ -177,22 +189,12 @@ fn release(
         ))
         .execute(conn)?;
         if changed != 1 {
-            // Someone released it first.
+            // Someone released it first; the rollback undoes the decrement.
             return Err(SeatError::SeatNotActive {
                 seat: seat.id.clone(),
                 state: "released".into(),
             });
         }
-        diesel::update(licenses::table.filter(licenses::id.eq(&seat.license_id)))
-            .set((
-                licenses::in_use.eq(licenses::in_use - 1),
-                // Shrinks the surplus of a down-renewal as seats drain; never below capacity.
-                licenses::ceiling.eq(diesel::dsl::sql::<BigInt>(
-                    "CASE WHEN capacity > in_use - 1 THEN capacity ELSE in_use - 1 END",
-                )),
-                licenses::updated_at.eq(now),
-            ))
-            .execute(conn)?;
         audit::record(
             conn,
             now,

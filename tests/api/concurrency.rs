@@ -112,28 +112,46 @@ async fn same_device_concurrently(backend: Backend) {
 }
 both_backends!(one_device_twenty_times, same_device_concurrently);
 
-/// Three `seatkeep serve` processes on one PostgreSQL database, 100 seats, 2,000 devices.
+/// Three `seatkeep serve` processes on one PostgreSQL database, 2,000 devices over two
+/// licenses (100 and 50 seats): each seat sold once, and no batch of one instance deadlocks
+/// with another's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_instances_on_postgres_sell_each_seat_once() {
     let env = TestEnv::new(Backend::Postgres);
-    let key_file = env.import_license("LIC-MULTI", 100);
+    let key_a = env.import_license("LIC-MULTI-A", 100);
+    let key_b = env.import_license("LIC-MULTI-B", 50);
     let mut servers = Vec::new();
     for _ in 0..3 {
         servers.push(Arc::new(TestServer::start(&env.config, &[]).await));
     }
-    let results = activate_all(&servers, &key_file, (0..2000).map(|i| format!("pc-{i}"))).await;
-    let created = results.iter().filter(|r| r.1 == 201).count();
-    let other: Vec<_> = results
-        .iter()
-        .filter(|r| r.1 != 201 && r.1 != 409)
-        .collect();
-    assert!(
-        other.is_empty(),
-        "unexpected answers: {:?}",
-        &other[..other.len().min(5)]
+    let (a, b) = tokio::join!(
+        activate_all(&servers, &key_a, (0..1200).map(|i| format!("pc-a-{i}"))),
+        activate_all(&servers[1..], &key_b, (0..800).map(|i| format!("pc-b-{i}"))),
     );
-    assert_eq!(created, 100);
-    assert_consistent(&env, 100);
+    for (results, seats) in [(&a, 100), (&b, 50)] {
+        let other: Vec<_> = results
+            .iter()
+            .filter(|r| r.1 != 201 && r.1 != 409)
+            .collect();
+        assert!(
+            other.is_empty(),
+            "unexpected answers: {:?}",
+            &other[..other.len().min(5)]
+        );
+        assert_eq!(results.iter().filter(|r| r.1 == 201).count(), seats);
+    }
+    for lic in ["LIC-MULTI-A", "LIC-MULTI-B"] {
+        assert_eq!(
+            env.db.count(
+                "seats",
+                &format!("state = 'active' AND license_id = '{lic}'")
+            ),
+            env.db.scalar(&format!(
+                "SELECT in_use AS v FROM licenses WHERE id = '{lic}'"
+            ))
+        );
+    }
+    assert_eq!(env.db.count("seats", "state = 'active'"), 150);
 }
 
 /// `kill -9` in the middle of a load, then restart: every 201 a client saw is a seat, and the
