@@ -73,6 +73,32 @@ pub enum DbError {
     Migration(String),
 }
 
+impl DbError {
+    /// True when the database is unreachable or busy for now (the client may retry), as
+    /// opposed to a failure of the statement itself.
+    pub fn is_unavailable(&self) -> bool {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match self {
+            Self::Unavailable(_) => true,
+            Self::Query(Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _)) => true,
+            Self::Query(Error::DatabaseError(_, info)) => {
+                let message = info.message();
+                [
+                    "server closed the connection",
+                    "no connection to the server",
+                    "could not connect",
+                    "terminating connection",
+                    "connection to server",
+                    "database is locked",
+                ]
+                .iter()
+                .any(|m| message.contains(m))
+            }
+            _ => false,
+        }
+    }
+}
+
 impl From<r2d2::PoolError> for DbError {
     fn from(e: r2d2::PoolError) -> Self {
         Self::Unavailable(e.to_string())

@@ -77,9 +77,10 @@ fn key_file_problem(e: &KeyFileError) -> Problem {
 }
 
 fn db_problem(e: &DbError) -> Problem {
-    match e {
-        DbError::Unavailable(_) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-        _ => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+    if e.is_unavailable() {
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+    } else {
+        Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error")
     }
 }
 

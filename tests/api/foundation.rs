@@ -343,11 +343,22 @@ async fn readyz_follows_the_database_without_a_restart() {
     )
     .await;
     assert_eq!(server.get("/readyz").await.0, 200);
+    let key_file = env.import_license("LIC-OUTAGE", 5);
+    assert_eq!(server.activate(&key_file, "before", "u").await.0, 201);
     proxy.up.store(false, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (status, body) = server.get("/readyz").await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["code"], "not_ready");
+    // Devices get a clear, retryable refusal during the outage, and nothing is half-written.
+    for device in ["during-1", "during-2"] {
+        let (status, body) = server.activate(&key_file, device, "u").await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (503, Some("unavailable")),
+            "{body}"
+        );
+    }
     assert_eq!(
         server.get("/healthz").await.0,
         200,
