@@ -448,6 +448,15 @@ mod tests {
     }
 
     #[test]
+    fn production_example_parses() {
+        let text = include_str!("../config/production.example.toml");
+        let config = Config::from_sources(Some(("example".into(), text)), &[]).unwrap();
+        assert_eq!(config.provider.trusted_keys.len(), 2);
+        assert_eq!(config.log.format, LogFormat::Json);
+        config.validate().unwrap();
+    }
+
+    #[test]
     fn env_overrides_and_unknown_keys() {
         let env = vec![
             (
