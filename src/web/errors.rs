@@ -10,6 +10,9 @@ use crate::db::DbError;
 use crate::keyfile::KeyFileError;
 use crate::seats::SeatError;
 
+/// `Retry-After` for a database outage, in seconds.
+const UNAVAILABLE_RETRY_SECS: i64 = 5;
+
 /// An error on its way to a client.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -78,7 +81,11 @@ fn key_file_problem(e: &KeyFileError) -> Problem {
 
 fn db_problem(e: &DbError) -> Problem {
     if e.is_unavailable() {
-        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+        // Outages are usually short: tell devices when to try again.
+        Problem {
+            retry_after: Some(UNAVAILABLE_RETRY_SECS),
+            ..Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+        }
     } else {
         Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error")
     }

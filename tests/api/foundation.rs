@@ -352,7 +352,16 @@ async fn readyz_follows_the_database_without_a_restart() {
     assert_eq!(body["code"], "not_ready");
     // Devices get a clear, retryable refusal during the outage, and nothing is half-written.
     for device in ["during-1", "during-2"] {
-        let (status, body) = server.activate(&key_file, device, "u").await;
+        let response = server
+            .http
+            .post(format!("{}/api/v1/activations", server.url))
+            .json(&serde_json::json!({"key_file": key_file, "device_id": device, "user_name": "u"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.headers()["retry-after"], "5");
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.unwrap();
         assert_eq!(
             (status, body["code"].as_str()),
             (503, Some("unavailable")),
