@@ -81,6 +81,8 @@ pub fn activate(app: &App, req: &ActivationRequest) -> Result<Activation, SeatEr
                 in_use: license.in_use,
             });
         }
+        // Sign and wait for the batch without holding a pooled connection.
+        drop(conn);
         let (seat_id, generation, cycle) = match &existing {
             Some(seat) => (seat.id.clone(), seat.generation + 1, seat.cycle + 1),
             None => (new_seat_id(), 1, 1),
@@ -111,11 +113,8 @@ pub fn activate(app: &App, req: &ActivationRequest) -> Result<Activation, SeatEr
             updated_at: now,
             released_at: None,
         };
-        // Wait for the batch without holding a pooled connection.
-        drop(conn);
         let attempt = {
             let license = license.clone();
-            let existing = existing.clone();
             app.group_commit.run(&license.id.clone(), move |conn| {
                 grant(conn, &license, existing.as_ref(), seat, now)
             })
@@ -135,7 +134,7 @@ pub fn activate(app: &App, req: &ActivationRequest) -> Result<Activation, SeatEr
 }
 
 /// The write transaction of an activation: take a seat if one is free, then insert (or
-/// reactivate) the device's seat row and audit it. `Ok(Done(None))` means exhausted.
+/// reactivate) the device's seat row and audit it. `Ok(None)` means exhausted.
 fn grant(
     conn: &mut DbConn,
     license: &License,
