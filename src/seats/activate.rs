@@ -187,7 +187,7 @@ fn grant(
         .execute(conn)?,
     };
     if written != 1 {
-        // Abandon the transaction (the counter goes back too) and retry from a fresh read.
+        // Roll back this grant's savepoint (the counter goes back too) and retry from a fresh read.
         return Err(TxnError::LostRace);
     }
     audit::record(

@@ -306,11 +306,12 @@ pub fn table(report: &Report) -> String {
         "{:<22} {:>9} {:>10} {:>8} {:>8} {:>8} {:>8}  answers",
         "phase", "requests", "per sec", "p50 ms", "p95 ms", "p99 ms", "max ms"
     );
-    for (name, phase) in [
+    let phases = [
         ("new activations", &report.new_activations),
         ("repeat activations", &report.repeat_activations),
         ("exhaustion", &report.exhaustion),
-    ] {
+    ];
+    for (name, phase) in phases {
         let s = &phase.summary;
         let _ = writeln!(
             out,
@@ -330,11 +331,7 @@ pub fn table(report: &Report) -> String {
         "\n{:<22} {:>16} {:>14} {:>16}",
         "CPU per request", "server us", "server cores", "load client us"
     );
-    for (name, phase) in [
-        ("new activations", &report.new_activations),
-        ("repeat activations", &report.repeat_activations),
-        ("exhaustion", &report.exhaustion),
-    ] {
+    for (name, phase) in phases {
         let s = &phase.summary;
         let _ = writeln!(
             out,
