@@ -4,10 +4,11 @@ use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
 use argon2::{Argon2, PasswordHash, PasswordVerifier};
 use diesel::prelude::*;
 
-use crate::audit;
+use crate::app::App;
 use crate::db::models::Admin;
 use crate::db::schema::admins;
-use crate::db::{Database, DbError, is_unique_violation, now_unix};
+use crate::db::{Database, DbError, is_unique_violation};
+use crate::journal::{self, Change, ChangeKind};
 
 /// Shortest password accepted.
 pub const MIN_PASSWORD_LEN: usize = 12;
@@ -57,9 +58,18 @@ pub enum AdminError {
     Db(#[from] DbError),
 }
 
-impl From<diesel::result::Error> for AdminError {
-    fn from(e: diesel::result::Error) -> Self {
-        Self::Db(DbError::Query(e))
+crate::query_errors_into!(AdminError);
+
+impl AdminError {
+    /// A stable code for the console and scripts.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Exists(_) => "admin_exists",
+            Self::Unknown(_) => "unknown_admin",
+            Self::BadName | Self::WeakPassword => "invalid_request",
+            Self::Hash(_) => "internal_error",
+            Self::Db(e) => e.code(),
+        }
     }
 }
 
@@ -104,7 +114,7 @@ pub fn generate_password() -> String {
 
 /// Creates an admin account.
 pub fn add(
-    db: &Database,
+    app: &App,
     username: &str,
     role: Role,
     password: &str,
@@ -112,64 +122,69 @@ pub fn add(
 ) -> Result<(), AdminError> {
     validate(username, password)?;
     let password_hash = hash_password(password)?;
-    let now = now_unix();
-    let mut conn = db.conn()?;
-    let result = conn.write_transaction(|conn| {
-        diesel::insert_into(admins::table)
+    let now = app.clock.now();
+    let (username, actor) = (username.to_owned(), actor.to_owned());
+    app.db.write(&format!("admin:{username}"), move |conn| {
+        let inserted = diesel::insert_into(admins::table)
             .values(Admin {
                 id: format!("ad_{}", crate::jws::b64url(&rand::random::<[u8; 12]>())),
-                username: username.to_owned(),
+                username: username.clone(),
                 password_hash,
                 role: role.as_str().to_owned(),
                 created_at: now,
                 updated_at: now,
             })
-            .execute(conn)?;
-        audit::record(
+            .execute(conn);
+        match inserted {
+            Err(e) if is_unique_violation(&e) => return Err(AdminError::Exists(username)),
+            other => other?,
+        };
+        journal::record(
             conn,
-            now,
-            actor,
-            "admin.added",
-            None,
-            None,
-            serde_json::json!({"admin": username, "role": role.as_str()}),
-        )
-    });
-    match result {
-        Err(e) if is_unique_violation(&e) => Err(AdminError::Exists(username.to_owned())),
-        other => Ok(other?),
-    }
+            &Change {
+                at: now,
+                actor: &actor,
+                kind: ChangeKind::AdminAdded,
+                license: None,
+                seat: None,
+                detail: serde_json::json!({"admin": username, "role": role.as_str()}),
+            },
+        )?;
+        Ok(())
+    })
 }
 
 /// Changes an admin's password.
 pub fn set_password(
-    db: &Database,
+    app: &App,
     username: &str,
     password: &str,
     actor: &str,
 ) -> Result<(), AdminError> {
     validate(username, password)?;
     let password_hash = hash_password(password)?;
-    let now = now_unix();
-    let mut conn = db.conn()?;
-    conn.write_transaction(|conn| {
-        let changed = diesel::update(admins::table.filter(admins::username.eq(username)))
+    let now = app.clock.now();
+    let (username, actor) = (username.to_owned(), actor.to_owned());
+    app.db.write(&format!("admin:{username}"), move |conn| {
+        let changed = diesel::update(admins::table.filter(admins::username.eq(&username)))
             .set((
                 admins::password_hash.eq(&password_hash),
                 admins::updated_at.eq(now),
             ))
             .execute(conn)?;
         if changed == 0 {
-            return Err(AdminError::Unknown(username.to_owned()));
+            return Err(AdminError::Unknown(username));
         }
-        audit::record(
+        journal::record(
             conn,
-            now,
-            actor,
-            "admin.password_changed",
-            None,
-            None,
-            serde_json::json!({"admin": username}),
+            &Change {
+                at: now,
+                actor: &actor,
+                kind: ChangeKind::AdminPasswordChanged,
+                license: None,
+                seat: None,
+                detail: serde_json::json!({"admin": username}),
+            },
         )?;
         Ok(())
     })

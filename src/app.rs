@@ -1,14 +1,13 @@
 //! Everything a running Seatkeep needs, loaded once at start: config, database, server
-//! identity, trusted provider keys, clock watch, and the cache of verified key files.
+//! identity, trusted provider keys, the clock, and the cache of verified key files.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
-use crate::clock::ClockWatch;
+use crate::clock::{Clock, TimeSource};
 use crate::config::{Config, ConfigError};
-use crate::db::batch::GroupCommit;
 use crate::db::{Database, DbConn, DbError};
 use crate::identity::{IdentityError, ServerIdentity};
 use crate::keyfile::trust::TrustError;
@@ -36,20 +35,16 @@ pub enum StartError {
 
 /// The loaded application.
 pub struct App {
-    /// Configuration.
     pub config: Config,
-    /// Connection pool.
+    /// Reads through the pool, writes through [`Database::write`].
     pub db: Database,
-    /// Server key and id.
     pub identity: ServerIdentity,
-    /// Provider keys.
+    /// Provider keys, by `kid`.
     pub trusted: TrustedKeys,
     /// This server's binding, as key files must name it.
     pub binding: ServerBinding,
-    /// Clock watch.
-    pub clock: ClockWatch,
-    /// The writer that commits seat grants in groups.
-    pub group_commit: GroupCommit,
+    /// The one source of "now", and the watch that stops signing when it goes back.
+    pub clock: Clock,
     verified: Mutex<HashMap<[u8; 32], Arc<VerifiedKeyFile>>>,
     stored_texts: Mutex<HashMap<String, Arc<str>>>,
 }
@@ -65,17 +60,20 @@ impl std::fmt::Debug for App {
 
 impl App {
     /// Loads identity and trusted keys (so a bad file stops us before anything is written),
-    /// then opens the database pool.
+    /// then opens the database, with the binary's clock ([`crate::clock::default_source`]).
     pub fn load(config: Config) -> Result<Self, StartError> {
+        Self::load_with_clock(config, crate::clock::default_source())
+    }
+
+    /// [`App::load`] with time from `time` (tests move it).
+    pub fn load_with_clock(config: Config, time: Arc<dyn TimeSource>) -> Result<Self, StartError> {
         let location = config.database_location()?;
         let identity = ServerIdentity::load(&config.resolve(&config.identity.key_file))?;
         let trusted = TrustedKeys::load(&config.provider.trusted_keys, &config.base_dir)?;
         let db = Database::open(&location, &config.database)?;
-        let group_commit = GroupCommit::start(db.clone())?;
         Ok(Self {
-            group_commit,
             binding: identity.binding(),
-            clock: ClockWatch::new(config.clock.tolerance),
+            clock: Clock::new(time, config.clock.tolerance),
             config,
             db,
             identity,

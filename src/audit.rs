@@ -1,44 +1,23 @@
-//! The audit log: one row per change, written in the same transaction as the change.
+//! Reading the audit log. Rows are written only by [`crate::journal::record`], in the
+//! transaction of the change they describe.
 
 use diesel::prelude::*;
 
 use crate::db::DbConn;
-use crate::db::models::{AuditEntry, NewAuditEntry};
+use crate::db::models::AuditEntry;
 use crate::db::schema::audit_log;
+use crate::journal::ChangeKind;
 
-/// Appends an audit row inside the caller's transaction.
-pub fn record(
-    conn: &mut DbConn,
-    at: i64,
-    actor: &str,
-    action: &str,
-    license_id: Option<&str>,
-    seat_id: Option<&str>,
-    detail: serde_json::Value,
-) -> QueryResult<()> {
-    diesel::insert_into(audit_log::table)
-        .values(NewAuditEntry {
-            at,
-            actor,
-            action,
-            license_id,
-            seat_id,
-            detail: detail.to_string(),
-        })
-        .execute(conn)?;
-    Ok(())
-}
-
-/// How many `action` rows a seat has at or after `since`, and the oldest of them.
+/// How many changes of `kind` a seat has had at or after `since`, and the oldest of them.
 pub fn count_since(
     conn: &mut DbConn,
     seat_id: &str,
-    action: &str,
+    kind: ChangeKind,
     since: i64,
 ) -> QueryResult<(i64, Option<i64>)> {
     audit_log::table
         .filter(audit_log::seat_id.eq(seat_id))
-        .filter(audit_log::action.eq(action))
+        .filter(audit_log::action.eq(kind.as_str()))
         .filter(audit_log::at.ge(since))
         .select((diesel::dsl::count_star(), diesel::dsl::min(audit_log::at)))
         .get_result(conn)

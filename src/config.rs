@@ -21,30 +21,18 @@ pub enum ConfigError {
     /// The file could not be read.
     #[error("config: cannot read {path}: {source}")]
     Read {
-        /// File.
         path: PathBuf,
-        /// Cause.
         source: std::io::Error,
     },
     /// The file is not valid TOML.
     #[error("config: {path} is not valid TOML: {message}")]
-    Syntax {
-        /// File.
-        path: String,
-        /// Parser message.
-        message: String,
-    },
+    Syntax { path: String, message: String },
     /// A key is unknown or its value has the wrong type.
     #[error("config: {0}")]
     Invalid(String),
     /// A value has the right type but is not acceptable.
     #[error("config: {key}: {reason}")]
-    Value {
-        /// Dotted key.
-        key: &'static str,
-        /// Why.
-        reason: String,
-    },
+    Value { key: &'static str, reason: String },
 }
 
 /// The whole configuration.
@@ -75,7 +63,6 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
-    /// Listen address.
     pub listen: String,
     /// Public URL; empty = derived from `listen`.
     pub public_url: String,
@@ -106,7 +93,6 @@ pub struct TlsConfig {
 pub struct DatabaseConfig {
     /// `sqlite://PATH` or `postgres://…`; may hold a password, so never logged.
     pub url: String,
-    /// Pool size.
     pub pool_size: u32,
     /// Pool checkout timeout.
     #[serde(deserialize_with = "duration")]
@@ -158,7 +144,6 @@ pub struct ClockConfig {
 pub struct LogConfig {
     /// tracing filter directives.
     pub level: String,
-    /// Output format.
     pub format: LogFormat,
 }
 
@@ -166,7 +151,6 @@ pub struct LogConfig {
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
-    /// Human-readable lines.
     Text,
     /// One JSON object per line.
     Json,

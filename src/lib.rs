@@ -13,6 +13,8 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod identity;
+pub mod jobs;
+pub mod journal;
 pub mod jws;
 pub mod keyfile;
 pub mod licenses;

@@ -2,16 +2,16 @@
 //! The CLI and the console call the same functions.
 
 use diesel::prelude::*;
-use diesel::sql_types::BigInt;
 use serde::Serialize;
 
-use crate::audit;
+use crate::app::App;
 use crate::db::models::{KeyFileRow, License};
 use crate::db::schema::{key_files, licenses};
-use crate::db::{Database, DbConn, DbError, is_unique_violation, now_unix};
-use crate::keyfile::{
-    self, KeyFileClaims, KeyFileError, ServerBinding, TrustedKeys, VerifiedKeyFile,
-};
+use crate::db::word::Word;
+use crate::db::{DbConn, DbError, is_unique_violation};
+use crate::journal::{self, Change, ChangeKind};
+use crate::keyfile::{self, KeyFileClaims, KeyFileError, LicenseModel, VerifiedKeyFile};
+use crate::seats::{LicenseStatus, rules};
 
 /// Why an import was refused.
 #[derive(Debug, thiserror::Error)]
@@ -24,33 +24,35 @@ pub enum ImportError {
         "stale key file: license {lic} is at seq {current}; this file has seq {seq} with different content"
     )]
     Stale {
-        /// License.
         lic: String,
         /// The file's seq.
         seq: i64,
-        /// Stored seq.
         current: i64,
     },
     /// A renewal may not change what the license is.
     #[error("key file changes the {field} of license {lic} ({from} → {to}); a renewal keeps it")]
     Incompatible {
-        /// License.
         lic: String,
-        /// Field.
         field: &'static str,
-        /// Stored.
         from: String,
         /// In the file.
         to: String,
     },
-    /// Storage failed.
     #[error(transparent)]
     Db(#[from] DbError),
 }
 
-impl From<diesel::result::Error> for ImportError {
-    fn from(e: diesel::result::Error) -> Self {
-        Self::Db(DbError::Query(e))
+crate::query_errors_into!(ImportError);
+
+impl ImportError {
+    /// A stable code for the console and scripts.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::KeyFile(e) => e.code(),
+            Self::Stale { .. } => "stale_key_file",
+            Self::Incompatible { .. } => "incompatible_renewal",
+            Self::Db(e) => e.code(),
+        }
     }
 }
 
@@ -69,13 +71,10 @@ pub enum ImportOutcome {
 /// The result of an import.
 #[derive(Debug, Clone, Serialize)]
 pub struct ImportReport {
-    /// What happened.
     pub outcome: ImportOutcome,
-    /// License id.
     pub license: String,
     /// Version now stored.
     pub seq: i64,
-    /// Seats bought.
     pub seats: i64,
     /// Seats in use.
     pub in_use: i64,
@@ -93,7 +92,7 @@ struct LicenseTerms {
     product_id: String,
     product_name: String,
     product_edition: i64,
-    model: String,
+    model: Word<LicenseModel>,
     seats: i64,
     capacity: i64,
     seq: i64,
@@ -119,9 +118,9 @@ impl LicenseTerms {
             product_id: c.product.id.clone(),
             product_name: c.product.name.clone(),
             product_edition: c.product.edition,
-            model: c.model.as_str().to_owned(),
+            model: Word(c.model),
             seats: c.seats,
-            capacity: c.capacity(),
+            capacity: rules::capacity(c.model, c.seats, c.policy.overage_percent),
             seq: c.seq,
             not_before: c.nbf,
             expires_at: c.exp,
@@ -148,11 +147,11 @@ impl LicenseTerms {
             product_id: self.product_id,
             product_name: self.product_name,
             product_edition: self.product_edition,
-            model: self.model,
+            model: self.model.0,
             seats: self.seats,
             capacity: self.capacity,
             in_use: 0,
-            ceiling: self.capacity,
+            ceiling: rules::ceiling(self.capacity, 0),
             seq: self.seq,
             not_before: self.not_before,
             expires_at: self.expires_at,
@@ -163,9 +162,10 @@ impl LicenseTerms {
             federation_url: self.federation_url,
             channel: self.channel,
             current_key_file: self.current_key_file,
-            status: "active".to_owned(),
+            status: LicenseStatus::Active,
             created_at: now,
             updated_at: now,
+            change_seq: 0,
         }
     }
 }
@@ -173,28 +173,24 @@ impl LicenseTerms {
 /// Verifies a key file (signature, claims, server binding, term) and stores it: a new
 /// license, a renewal, or nothing when the very same file was imported before. The file,
 /// the license and the audit row commit together.
-pub fn import_key_file(
-    db: &Database,
-    trusted: &TrustedKeys,
-    server: &ServerBinding,
-    raw: &[u8],
-    actor: &str,
-) -> Result<ImportReport, ImportError> {
-    let file = keyfile::verify(raw, trusted, server)?;
-    let now = now_unix();
+pub fn import_key_file(app: &App, raw: &[u8], actor: &str) -> Result<ImportReport, ImportError> {
+    let file = keyfile::verify(raw, &app.trusted, &app.binding)?;
+    let now = app.clock.now();
     keyfile::check_term(file.claims.nbf, file.claims.exp, now)?;
     // verify() accepted the bytes as UTF-8 text.
     let raw_text = String::from_utf8_lossy(raw).into_owned();
-    let mut conn = db.conn()?;
-    let result = conn.write_transaction(|conn| store(conn, &file, &raw_text, actor, now));
+    let lic = file.claims.lic.clone();
+    let digest = file.digest.clone();
+    let actor = actor.to_owned();
+    let result = app.db.write(&lic.clone(), move |conn| {
+        store(conn, &file, &raw_text, &actor, now)
+    });
     match result {
         // A concurrent import of the same file won the race: that is the no-op case.
         Err(ImportError::Db(DbError::Query(e))) if is_unique_violation(&e) => {
-            let license = find(&mut conn, &file.claims.lic)?;
+            let license = find(&mut *app.db.conn()?, &lic)?;
             match license {
-                Some(l) if l.current_key_file == file.digest => {
-                    Ok(report(ImportOutcome::Unchanged, &l))
-                }
+                Some(l) if l.current_key_file == digest => Ok(report(ImportOutcome::Unchanged, &l)),
                 _ => Err(ImportError::Db(DbError::Query(e))),
             }
         }
@@ -238,11 +234,7 @@ fn store(
             .set((
                 terms,
                 // Seats in use survive a lower count: the ceiling keeps room for them.
-                licenses::ceiling.eq(diesel::dsl::sql::<BigInt>("CASE WHEN in_use > ")
-                    .bind::<BigInt, _>(capacity)
-                    .sql(" THEN in_use ELSE ")
-                    .bind::<BigInt, _>(capacity)
-                    .sql(" END")),
+                licenses::ceiling.eq(rules::ceiling_sql(Some(capacity), 0)),
             ))
             .execute(conn)?;
             if changed != 1 {
@@ -257,7 +249,7 @@ fn store(
         None => {
             let license = LicenseTerms::from_claims(file, now).into_new_license(&claims.lic, now);
             diesel::insert_into(licenses::table)
-                .values(&license)
+                .values(license)
                 .execute(conn)?;
             ImportOutcome::Imported
         }
@@ -277,18 +269,11 @@ fn store(
     let stored = find(conn, &claims.lic)?.ok_or(ImportError::Db(DbError::Query(
         diesel::result::Error::NotFound,
     )))?;
-    let action = match outcome {
-        ImportOutcome::Renewed => "license.renewed",
-        _ => "license.imported",
+    let kind = match outcome {
+        ImportOutcome::Renewed => ChangeKind::LicenseRenewed,
+        _ => ChangeKind::LicenseImported,
     };
-    audit::record(
-        conn,
-        now,
-        actor,
-        action,
-        Some(&claims.lic),
-        None,
-        serde_json::json!({
+    let detail = serde_json::json!({
             "seq": claims.seq,
             "previous_seq": existing.as_ref().map(|l| l.seq),
             "seats": claims.seats,
@@ -297,24 +282,42 @@ fn store(
             "key_file": file.digest,
             "jti": claims.jti,
             "expires_at": claims.exp,
-        }),
+    });
+    journal::record(
+        conn,
+        &Change {
+            at: now,
+            actor,
+            kind,
+            license: Some(&claims.lic),
+            seat: None,
+            detail,
+        },
     )?;
     Ok(report(outcome, &stored))
 }
 
 fn check_compatible(license: &License, claims: &KeyFileClaims) -> Result<(), ImportError> {
     let pairs = [
-        ("product", &license.product_id, &claims.product.id),
-        ("customer", &license.customer_id, &claims.customer.id),
-        ("model", &license.model, &claims.model.as_str().to_owned()),
+        (
+            "product",
+            license.product_id.as_str(),
+            claims.product.id.as_str(),
+        ),
+        (
+            "customer",
+            license.customer_id.as_str(),
+            claims.customer.id.as_str(),
+        ),
+        ("model", license.model.as_str(), claims.model.as_str()),
     ];
     for (field, from, to) in pairs {
         if from != to {
             return Err(ImportError::Incompatible {
                 lic: license.id.clone(),
                 field,
-                from: from.clone(),
-                to: to.clone(),
+                from: from.to_owned(),
+                to: to.to_owned(),
             });
         }
     }

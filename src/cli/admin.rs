@@ -37,7 +37,7 @@ pub fn add(
     password_file: Option<&Path>,
 ) -> Result<(), CliError> {
     let (password, generated) = obtain_password(password_file)?;
-    admins::add(&app.db, user, role, &password, "cli")?;
+    admins::add(app, user, role, &password, "cli")?;
     println!("admin '{user}' added as {}", role.as_str());
     if generated {
         println!("password (shown once): {password}");
@@ -48,7 +48,7 @@ pub fn add(
 /// `seatkeep admin passwd USER`.
 pub fn passwd(app: &App, user: &str, password_file: Option<&Path>) -> Result<(), CliError> {
     let (password, generated) = obtain_password(password_file)?;
-    admins::set_password(&app.db, user, &password, "cli")?;
+    admins::set_password(app, user, &password, "cli")?;
     println!("password of '{user}' changed");
     if generated {
         println!("password (shown once): {password}");

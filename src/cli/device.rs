@@ -49,7 +49,7 @@ pub fn verify(
         &device_key_text,
         device_id,
         user,
-        crate::db::now_unix(),
+        crate::clock::default_source().now(),
     )?;
     if json {
         return print_json(&verified);

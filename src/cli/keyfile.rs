@@ -16,12 +16,10 @@ pub fn import(app: &App, files: &[PathBuf], json: bool) -> Result<Vec<ImportRepo
     let mut refused = 0;
     for path in files {
         let result = read_file(path).and_then(|raw| {
-            licenses::import_key_file(&app.db, &app.trusted, &app.binding, &raw, "cli").map_err(
-                |source| CliError::Import {
-                    path: path.clone(),
-                    source,
-                },
-            )
+            licenses::import_key_file(app, &raw, "cli").map_err(|source| CliError::Import {
+                path: path.clone(),
+                source,
+            })
         });
         match result {
             Ok(report) => {
@@ -89,7 +87,11 @@ pub fn inspect(config: &Config, path: &Path, json: bool) -> Result<(), CliError>
             source,
         }
     })?;
-    let term = keyfile::check_term(file.claims.nbf, file.claims.exp, crate::db::now_unix());
+    let term = keyfile::check_term(
+        file.claims.nbf,
+        file.claims.exp,
+        crate::clock::default_source().now(),
+    );
     if json {
         print_json(&serde_json::json!({
             "kid": file.kid,

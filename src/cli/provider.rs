@@ -325,7 +325,7 @@ pub fn build_claims(args: &IssueArgs, now: i64) -> Result<KeyFileClaims, CliErro
 
 /// `seatkeep provider issue`: signs the claims into an armored key file at `--out`.
 pub fn issue(args: &IssueArgs) -> Result<KeyFileClaims, CliError> {
-    let claims = build_claims(args, crate::db::now_unix())?;
+    let claims = build_claims(args, crate::clock::default_source().now())?;
     let key = SigningKey::from_pem(&read_file(&args.key)?, args.algorithm)?;
     let text = keyfile::issue(&claims, &key, &args.kid).map_err(|source| CliError::KeyFile {
         path: args.out.clone(),

@@ -78,14 +78,14 @@ pub fn run(dir: &Path, listen: Option<&str>) -> Result<(), CliError> {
     let app = App::load(config.clone())?;
     app.db.migrate()?;
     let raw = super::read_file(&layout.key_file)?;
-    let report = licenses::import_key_file(&app.db, &app.trusted, &app.binding, &raw, "quickstart")
-        .map_err(|source| CliError::Import {
+    let report =
+        licenses::import_key_file(&app, &raw, "quickstart").map_err(|source| CliError::Import {
             path: layout.key_file.clone(),
             source,
         })?;
     let password = if admins::count(&app.db)? == 0 {
         let password = admins::generate_password();
-        admins::add(&app.db, DEMO_ADMIN, Role::Owner, &password, "quickstart")?;
+        admins::add(&app, DEMO_ADMIN, Role::Owner, &password, "quickstart")?;
         Some(password)
     } else {
         None

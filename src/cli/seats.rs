@@ -21,15 +21,15 @@ pub fn list_licenses(app: &App, json: bool) -> Result<(), CliError> {
             l.id,
             l.product_name,
             l.customer_name,
-            l.model,
+            l.model.as_str(),
             l.in_use,
             l.seats,
             format_time(l.expires_at),
             l.seq,
-            if l.status == "active" {
+            if l.status == crate::seats::LicenseStatus::Active {
                 String::new()
             } else {
-                format!("  [{}]", l.status)
+                format!("  [{}]", l.status.as_str())
             }
         );
     }
@@ -47,7 +47,9 @@ pub fn show_license(app: &App, lic: &str, json: bool) -> Result<(), CliError> {
     }
     println!(
         "license {} (seq {}, {})",
-        license.id, license.seq, license.status
+        license.id,
+        license.seq,
+        license.status.as_str()
     );
     println!(
         "  customer  {} ({})",
@@ -57,7 +59,7 @@ pub fn show_license(app: &App, lic: &str, json: bool) -> Result<(), CliError> {
         "  product   {} ({}, edition {})",
         license.product_name, license.product_id, license.product_edition
     );
-    println!("  model     {}", license.model);
+    println!("  model     {}", license.model.as_str());
     println!(
         "  seats     {} in use of {} (grantable {})",
         license.in_use, license.seats, license.capacity

@@ -8,7 +8,7 @@
 
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
-use super::{Database, DbConn, DbError};
+use super::{DbConn, DbError, Manager};
 
 /// Most jobs committed together.
 const MAX_BATCH: usize = 64;
@@ -33,21 +33,19 @@ pub struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the writer thread for `db`.
-    pub fn start(db: Database) -> Result<Self, DbError> {
+    /// Starts the writer thread, connecting through `manager`.
+    pub fn start(manager: Manager) -> Result<Self, DbError> {
         let (jobs, queue) = sync_channel::<Job>(QUEUE_DEPTH);
         std::thread::Builder::new()
             .name("seatkeep-writer".into())
-            .spawn(move || writer(&db, &queue))
+            .spawn(move || writer(&manager, &queue))
             .map_err(|e| DbError::Unavailable(format!("cannot start the writer thread: {e}")))?;
         Ok(Self { jobs })
     }
 
-    /// Runs `f` in a savepoint of the next batch and waits for the batch to commit. `Err`
-    /// from `f` rolls back only this job. Jobs of a batch run in `order` (the id of the row
-    /// they lock first), so batches of several instances take row locks in one order and
-    /// cannot deadlock. Blocking: call from a worker thread.
-    pub fn run<T, E, F>(&self, order: &str, f: F) -> Result<T, E>
+    /// Runs `f` in a savepoint of the next batch and waits for the batch to commit (see
+    /// [`super::Database::write`]).
+    pub(super) fn run<T, E, F>(&self, order: &str, f: F) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<diesel::result::Error> + From<DbError> + Send + 'static,
@@ -83,7 +81,7 @@ impl GroupCommit {
 
 /// The writer: takes whatever is queued (up to [`MAX_BATCH`]), runs it in one write
 /// transaction, commits, then answers every job.
-fn writer(db: &Database, queue: &Receiver<Job>) {
+fn writer(manager: &Manager, queue: &Receiver<Job>) {
     // The writer keeps a connection of its own, outside the pool: requests waiting for their
     // batch may hold every pooled connection.
     let mut conn: Option<DbConn> = None;
@@ -101,7 +99,7 @@ fn writer(db: &Database, queue: &Receiver<Job>) {
             .as_mut()
             .is_none_or(diesel::r2d2::R2D2Connection::is_broken)
         {
-            conn = db
+            conn = manager
                 .connect_dedicated()
                 .map_err(|e| tracing::error!(error = %e, "writer: no database connection"))
                 .ok();

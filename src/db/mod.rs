@@ -1,9 +1,10 @@
-//! Storage: one connection type that is SQLite or PostgreSQL, a pool, migrations, and the
-//! write-transaction helper every seat change goes through.
+//! Storage: one connection type that is SQLite or PostgreSQL, a pool for reads, migrations,
+//! and [`Database::write`], the one way anything is written.
 
 pub mod batch;
 pub mod models;
 pub mod schema;
+pub mod word;
 
 use std::path::Path;
 use std::time::Duration;
@@ -59,7 +60,6 @@ pub enum Backend {
     Postgres,
 }
 
-/// Storage failures.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     /// No connection could be made or checked out.
@@ -74,6 +74,15 @@ pub enum DbError {
 }
 
 impl DbError {
+    /// The stable problem code: `unavailable` when the client may retry, else
+    pub fn code(&self) -> &'static str {
+        if self.is_unavailable() {
+            "unavailable"
+        } else {
+            "internal_error"
+        }
+    }
+
     /// True when the database is unreachable or busy for now (the client may retry), as
     /// opposed to a failure of the statement itself.
     pub fn is_unavailable(&self) -> bool {
@@ -147,15 +156,23 @@ impl r2d2::ManageConnection for Manager {
     }
 }
 
+impl Manager {
+    /// A connection outside the pool.
+    pub fn connect_dedicated(&self) -> Result<DbConn, DbError> {
+        r2d2::ManageConnection::connect(self).map_err(|e| DbError::Unavailable(e.to_string()))
+    }
+}
+
 /// A connection checked out of the pool.
 pub type PooledConn = r2d2::PooledConnection<Manager>;
 
-/// The connection pool and the backend it talks to.
+/// The connection pool, the group-commit writer, and the backend they talk to.
 #[derive(Clone)]
 pub struct Database {
     pool: r2d2::Pool<Manager>,
     manager: Manager,
     backend: Backend,
+    writer: std::sync::Arc<batch::GroupCommit>,
 }
 
 impl std::fmt::Debug for Database {
@@ -188,14 +205,29 @@ impl Database {
             // A broken connection is dropped after its failed query; skip a ping per checkout.
             .test_on_check_out(false)
             .build_unchecked(manager.clone());
+        let writer = std::sync::Arc::new(batch::GroupCommit::start(manager.clone())?);
         Ok(Self {
             pool,
             manager,
             backend,
+            writer,
         })
     }
 
-    /// The backend.
+    /// Runs `f` as one write transaction and waits until it is durable: every change goes
+    /// through here. `f` runs on the writer thread, in a savepoint of the next group commit
+    /// (so an `Err` from it rolls back only its own statements), ordered within the batch by
+    /// `order`: the id of the row it locks first (a license id for seat changes), so
+    /// concurrent batches lock rows in one order. Blocking: call from a worker thread.
+    pub fn write<T, E, F>(&self, order: &str, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<diesel::result::Error> + From<DbError> + Send + 'static,
+        F: FnOnce(&mut DbConn) -> Result<T, E> + Send + 'static,
+    {
+        self.writer.run(order, f)
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }
@@ -205,10 +237,9 @@ impl Database {
         Ok(self.pool.get()?)
     }
 
-    /// A connection outside the pool, for a thread that keeps one (the group-commit writer).
+    /// A connection outside the pool, for a thread that keeps one.
     pub fn connect_dedicated(&self) -> Result<DbConn, DbError> {
-        r2d2::ManageConnection::connect(&self.manager)
-            .map_err(|e| DbError::Unavailable(e.to_string()))
+        self.manager.connect_dedicated()
     }
 
     /// Applies pending migrations; returns how many ran.
@@ -307,18 +338,23 @@ impl DbConn {
     }
 }
 
-/// Current unix time in seconds.
-pub fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 /// True when `error` is a unique-constraint violation (a concurrent insert won).
 pub fn is_unique_violation(error: &diesel::result::Error) -> bool {
     matches!(
         error,
         diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)
     )
+}
+
+/// Implements `From<diesel::result::Error>` for error enums with a `Db(DbError)` variant, so
+/// `?` works on queries everywhere and the conversion is written once.
+#[macro_export]
+macro_rules! query_errors_into {
+    ($($ty:ty),+ $(,)?) => {
+        $(impl From<diesel::result::Error> for $ty {
+            fn from(e: diesel::result::Error) -> Self {
+                Self::Db($crate::db::DbError::Query(e))
+            }
+        })+
+    };
 }

@@ -6,28 +6,25 @@
 
 use diesel::prelude::*;
 
+use super::word::Word;
+use crate::keyfile::LicenseModel;
+use crate::seats::{LicenseStatus, SeatState};
+
 use super::schema::{admins, audit_log, key_files, licenses, seat_refusals, seats};
 
 /// A license as stored.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset, serde::Serialize)]
 #[diesel(table_name = licenses, treat_none_as_default_value = false)]
 pub struct License {
-    /// `lic`.
     pub id: String,
-    /// Provider id.
     pub issuer: String,
-    /// Customer id.
     pub customer_id: String,
-    /// Customer name.
     pub customer_name: String,
-    /// Product id.
     pub product_id: String,
-    /// Product name.
     pub product_name: String,
-    /// Product edition.
     pub product_edition: i64,
-    /// `node_locked` or `single_device`.
-    pub model: String,
+    #[diesel(deserialize_as = Word<LicenseModel>, serialize_as = Word<LicenseModel>)]
+    pub model: LicenseModel,
     /// Seats bought.
     pub seats: i64,
     /// Seats grantable (seats + overage).
@@ -36,11 +33,9 @@ pub struct License {
     pub in_use: i64,
     /// Upper bound for `in_use` (capacity, or more while a down-renewal drains).
     pub ceiling: i64,
-    /// Version.
+    /// The key file `seq` in force.
     pub seq: i64,
-    /// Term start.
     pub not_before: Option<i64>,
-    /// Term end.
     pub expires_at: Option<i64>,
     /// Reissues per seat per 365 days.
     pub reissue_limit: i64,
@@ -56,12 +51,12 @@ pub struct License {
     pub channel: Option<String>,
     /// Digest of the newest key file.
     pub current_key_file: String,
-    /// `active` or `revoked`.
-    pub status: String,
-    /// Created.
+    #[diesel(deserialize_as = Word<LicenseStatus>, serialize_as = Word<LicenseStatus>)]
+    pub status: LicenseStatus,
     pub created_at: i64,
-    /// Updated.
     pub updated_at: i64,
+    /// Changes recorded so far: the journal's gapless per-license counter.
+    pub change_seq: i64,
 }
 
 /// A stored key file.
@@ -70,19 +65,14 @@ pub struct License {
 pub struct KeyFileRow {
     /// sha256 of the compact JWS.
     pub digest: String,
-    /// License.
     pub license_id: String,
-    /// `seq`.
     pub seq: i64,
-    /// `jti`.
     pub jti: String,
     /// Header `kid`.
     pub kid: String,
     /// The file as imported.
     pub raw: String,
-    /// When.
     pub imported_at: i64,
-    /// Who.
     pub imported_by: String,
 }
 
@@ -90,19 +80,14 @@ pub struct KeyFileRow {
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, serde::Serialize)]
 #[diesel(table_name = seats, treat_none_as_default_value = false)]
 pub struct Seat {
-    /// Seat id.
     pub id: String,
-    /// License.
     pub license_id: String,
-    /// Device id.
     pub device_id: String,
-    /// User name.
     pub user_name: String,
-    /// `active`, `retired`, `returned`, `revoked`.
-    pub state: String,
+    #[diesel(deserialize_as = Word<SeatState>, serialize_as = Word<SeatState>)]
+    pub state: SeatState,
     /// Device key generation.
     pub generation: i64,
-    /// Activation cycle.
     pub cycle: i64,
     /// The signed device key.
     #[serde(skip)]
@@ -116,7 +101,6 @@ pub struct Seat {
     pub overage: bool,
     /// Start of this activation.
     pub activated_at: i64,
-    /// Last change.
     pub updated_at: i64,
     /// When retired or returned.
     pub released_at: Option<i64>,
@@ -126,49 +110,37 @@ pub struct Seat {
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = audit_log, treat_none_as_default_value = false)]
 pub struct NewAuditEntry<'a> {
-    /// When.
     pub at: i64,
-    /// Who.
     pub actor: &'a str,
-    /// What.
     pub action: &'a str,
-    /// License.
     pub license_id: Option<&'a str>,
-    /// Seat.
     pub seat_id: Option<&'a str>,
-    /// JSON detail.
     pub detail: String,
+    /// The license's change number (none for changes outside a license).
+    pub license_seq: Option<i64>,
 }
 
 /// An audit row.
 #[derive(Debug, Clone, Queryable, Selectable, serde::Serialize)]
 #[diesel(table_name = audit_log)]
 pub struct AuditEntry {
-    /// Sequence number.
     pub id: i64,
-    /// When.
     pub at: i64,
-    /// Who.
     pub actor: String,
-    /// What.
     pub action: String,
-    /// License.
     pub license_id: Option<String>,
-    /// Seat.
     pub seat_id: Option<String>,
-    /// JSON detail.
     pub detail: String,
+    /// The license's change number.
+    pub license_seq: Option<i64>,
 }
 
 /// A refusal to insert.
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = seat_refusals)]
 pub struct NewSeatRefusal<'a> {
-    /// License.
     pub license_id: &'a str,
-    /// Refused device.
     pub device_id: &'a str,
-    /// When.
     pub at: i64,
 }
 
@@ -176,16 +148,12 @@ pub struct NewSeatRefusal<'a> {
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = admins)]
 pub struct Admin {
-    /// Id.
     pub id: String,
-    /// Login name.
     pub username: String,
     /// Argon2id PHC string.
     pub password_hash: String,
     /// `owner`, `admin`, `viewer`.
     pub role: String,
-    /// Created.
     pub created_at: i64,
-    /// Updated.
     pub updated_at: i64,
 }

@@ -29,6 +29,7 @@ diesel::table! {
         status -> Text,
         created_at -> BigInt,
         updated_at -> BigInt,
+        change_seq -> BigInt,
     }
 }
 
@@ -76,6 +77,7 @@ diesel::table! {
         license_id -> Nullable<Text>,
         seat_id -> Nullable<Text>,
         detail -> Text,
+        license_seq -> Nullable<BigInt>,
     }
 }
 

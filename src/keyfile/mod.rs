@@ -8,6 +8,7 @@
 
 pub mod armor;
 pub mod claims;
+mod codes;
 pub mod trust;
 
 use base64::Engine as _;

@@ -2,17 +2,67 @@
 
 use diesel::prelude::*;
 
-use super::{
-    Activation, ActivationRequest, RACE_RETRIES, SeatError, TxnError, action, answer, check_usable,
-    sign_device_key, validate_request,
-};
+use super::txn::{self, TxnError};
+use super::{Activation, ActivationRequest, SeatError, SeatState, answer, rules, sign_device_key};
 use crate::app::App;
-use crate::audit;
 use crate::db::models::{License, NewSeatRefusal, Seat};
 use crate::db::schema::{licenses, seat_refusals, seats};
-use crate::db::{DbConn, DbError, is_unique_violation, now_unix};
+use crate::db::{DbConn, DbError, is_unique_violation};
 use crate::identity::hash_return_token;
-use crate::keyfile::LicenseModel;
+use crate::journal::{self, Change, ChangeKind};
+
+/// Activates a seat for a device, or returns the seat it already holds (idempotent).
+/// Blocking: call from a worker thread.
+pub fn activate(app: &App, req: &ActivationRequest) -> Result<Activation, SeatError> {
+    rules::validate_key_file_text(&req.key_file)?;
+    rules::validate_device_id(&req.device_id)?;
+    rules::validate_user_name(&req.user_name)?;
+    let device_info = rules::validate_device_info(req.device_info.as_ref())?;
+    let file = app.verify_presented(&req.key_file)?;
+    let lic = file.claims.lic.as_str();
+    txn::settle("one device's seat", || {
+        let now = app.clock.now();
+        let (license, held) = txn::read(app, |conn| {
+            find_license_and_seat(conn, lic, &req.device_id)?
+                .ok_or_else(|| SeatError::UnknownLicense(lic.to_owned()))
+        })?;
+        rules::check_usable(&license, now)?;
+        rules::require_user_name(license.model, &req.user_name)?;
+        if let Some(seat) = held.as_ref().filter(|s| s.state == SeatState::Active) {
+            if seat.user_name != req.user_name {
+                return Err(SeatError::ReissueRequired {
+                    seat: seat.id.clone(),
+                    current: seat.user_name.clone(),
+                }
+                .into());
+            }
+            return Ok(answer(app, &license, seat, false)?);
+        }
+        app.clock.check(now)?;
+        if !rules::has_free_seat(&license) {
+            // Full already: record the refusal without signing anything.
+            let (lic, device_id) = (license.id.clone(), req.device_id.clone());
+            app.db.write(&license.id, move |conn| {
+                record_refusal(conn, &lic, &device_id, now).map_err(SeatError::from)
+            })?;
+            return Err(exhausted(&license, license.in_use).into());
+        }
+        let mut seat = next_seat(&license, held.as_ref(), req, device_info.clone(), now);
+        seat.device_key = sign_device_key(app, &license, &seat, now)?;
+        seat.return_token_hash =
+            hash_return_token(&app.identity.return_token(&seat.id, seat.cycle));
+        let granted = {
+            let license = license.clone();
+            app.db.write(&license.id.clone(), move |conn| {
+                grant(conn, &license, held, seat, now)
+            })?
+        };
+        match granted {
+            Grant::Granted(seat) => Ok(answer(app, &license, &seat, true)?),
+            Grant::Exhausted { in_use } => Err(exhausted(&license, in_use).into()),
+        }
+    })
+}
 
 /// A license and the device's seat under it, in one query.
 fn find_license_and_seat(
@@ -33,116 +83,62 @@ fn find_license_and_seat(
         .optional())
 }
 
+/// The seat row a grant writes: a new seat, or the device's released seat taken again with
+/// a new cycle (so a new return token) and the next key generation. Key and token hash are
+/// filled in by the caller.
+fn next_seat(
+    license: &License,
+    held: Option<&Seat>,
+    req: &ActivationRequest,
+    device_info: Option<String>,
+    now: i64,
+) -> Seat {
+    let (id, generation, cycle) = match held {
+        Some(seat) => (seat.id.clone(), seat.generation + 1, seat.cycle + 1),
+        None => (new_seat_id(), 1, 1),
+    };
+    Seat {
+        id,
+        license_id: license.id.clone(),
+        device_id: req.device_id.clone(),
+        user_name: req.user_name.clone(),
+        state: SeatState::Active,
+        generation,
+        cycle,
+        device_key: String::new(),
+        return_token_hash: String::new(),
+        device_info,
+        overage: false,
+        activated_at: now,
+        updated_at: now,
+        released_at: None,
+    }
+}
+
 fn new_seat_id() -> String {
     let bytes: [u8; 16] = rand::random();
     format!("st_{}", crate::jws::b64url(&bytes))
 }
 
-/// Activates a seat for a device, or returns the seat it already holds (idempotent).
-/// Blocking: call from a worker thread.
-pub fn activate(app: &App, req: &ActivationRequest) -> Result<Activation, SeatError> {
-    let device_info = validate_request(req)?;
-    let file = app.verify_presented(&req.key_file)?;
-    let lic = file.claims.lic.as_str();
-    let mut conn = app.db.conn()?;
-    for _ in 0..RACE_RETRIES {
-        let now = now_unix();
-        let (license, existing) = find_license_and_seat(&mut conn, lic, &req.device_id)?
-            .ok_or_else(|| SeatError::UnknownLicense(lic.to_owned()))?;
-        check_usable(&license, now)?;
-        let single_device = license.model == LicenseModel::SingleDevice.as_str();
-        if req.user_name.is_empty() && !single_device {
-            return Err(SeatError::InvalidField {
-                field: "user_name",
-                reason: "must not be empty for a node_locked license".into(),
-            });
-        }
-        if let Some(seat) = existing.as_ref().filter(|s| s.state == "active") {
-            if seat.user_name != req.user_name {
-                return Err(SeatError::ReissueRequired {
-                    seat: seat.id.clone(),
-                    current: seat.user_name.clone(),
-                });
-            }
-            return answer(app, &mut conn, &license, seat, false);
-        }
-        app.clock.check(now)?;
-        if license.in_use >= license.capacity {
-            // Exhausted already: record the refusal (committed with the next batch) without
-            // signing anything.
-            drop(conn);
-            let (lic, device_id) = (lic.to_owned(), req.device_id.clone());
-            app.group_commit.run(&license.id, move |conn| {
-                record_refusal(conn, &lic, &device_id, now).map_err(SeatError::from)
-            })?;
-            return Err(SeatError::SeatsExhausted {
-                license: license.id.clone(),
-                seats: license.seats,
-                in_use: license.in_use,
-            });
-        }
-        // Sign and wait for the batch without holding a pooled connection.
-        drop(conn);
-        let (seat_id, generation, cycle) = match &existing {
-            Some(seat) => (seat.id.clone(), seat.generation + 1, seat.cycle + 1),
-            None => (new_seat_id(), 1, 1),
-        };
-        let device_key = sign_device_key(
-            app,
-            &license,
-            &seat_id,
-            &req.device_id,
-            &req.user_name,
-            generation,
-            now,
-        )?;
-        let token_hash = hash_return_token(&app.identity.return_token(&seat_id, cycle));
-        let seat = Seat {
-            id: seat_id,
-            license_id: lic.to_owned(),
-            device_id: req.device_id.clone(),
-            user_name: req.user_name.clone(),
-            state: "active".to_owned(),
-            generation,
-            cycle,
-            device_key,
-            return_token_hash: token_hash,
-            device_info: device_info.clone(),
-            overage: false,
-            activated_at: now,
-            updated_at: now,
-            released_at: None,
-        };
-        let attempt = {
-            let license = license.clone();
-            app.group_commit.run(&license.id.clone(), move |conn| {
-                grant(conn, &license, existing.as_ref(), seat, now)
-            })
-        };
-        conn = app.db.conn()?;
-        match attempt {
-            Ok(Some(seat)) => return answer(app, &mut conn, &license, &seat, true),
-            Ok(None) => return Err(exhausted(&mut conn, &license)?),
-            // Another request changed this device's seat first: read again and answer from it.
-            Err(TxnError::LostRace) => continue,
-            Err(TxnError::Seat(e)) => return Err(e),
-        }
-    }
-    Err(SeatError::Db(DbError::Unavailable(
-        "too much contention on one device's seat; retry".into(),
-    )))
+/// What the grant transaction decided.
+enum Grant {
+    Granted(Box<Seat>),
+    /// No seat was free when the transaction ran (the refusal is recorded).
+    Exhausted {
+        in_use: i64,
+    },
 }
 
 /// The write transaction of an activation: take a seat if one is free, then insert (or
-/// reactivate) the device's seat row and audit it. `Ok(None)` means exhausted.
+/// reactivate) the device's seat row and journal it.
 fn grant(
     conn: &mut DbConn,
     license: &License,
-    existing: Option<&Seat>,
+    held: Option<Seat>,
     mut seat: Seat,
     now: i64,
-) -> Result<Option<Seat>, TxnError> {
-    // The check and the increment are one statement; RETURNING saves a read.
+) -> Result<Grant, TxnError> {
+    // The check and the increment are one statement, which also locks the license row.
     let taken: Option<(i64, i64)> = diesel::update(
         licenses::table
             .filter(licenses::id.eq(&license.id))
@@ -154,12 +150,14 @@ fn grant(
     .optional()?;
     let Some((in_use, seats_bought)) = taken else {
         record_refusal(conn, &license.id, &seat.device_id, now)?;
-        return Ok(None);
+        return Ok(Grant::Exhausted {
+            in_use: current_in_use(conn, &license.id)?,
+        });
     };
     seat.overage = in_use > seats_bought;
-    let written = match existing {
+    let written = match &held {
         None => match diesel::insert_into(seats::table)
-            .values(&seat)
+            .values(seat.clone())
             .execute(conn)
         {
             Err(e) if is_unique_violation(&e) => 0,
@@ -168,11 +166,11 @@ fn grant(
         Some(old) => diesel::update(
             seats::table
                 .filter(seats::id.eq(&old.id))
-                .filter(seats::state.eq(&old.state))
+                .filter(seats::state.eq(old.state.as_str()))
                 .filter(seats::cycle.eq(old.cycle)),
         )
         .set((
-            seats::state.eq("active"),
+            seats::state.eq(SeatState::Active.as_str()),
             seats::user_name.eq(&seat.user_name),
             seats::generation.eq(seat.generation),
             seats::cycle.eq(seat.cycle),
@@ -190,23 +188,25 @@ fn grant(
         // Roll back this grant's savepoint (the counter goes back too) and retry from a fresh read.
         return Err(TxnError::LostRace);
     }
-    audit::record(
+    journal::record(
         conn,
-        now,
-        "device",
-        action::ACTIVATED,
-        Some(&license.id),
-        Some(&seat.id),
-        serde_json::json!({
-            "device_id": seat.device_id,
-            "user_name": seat.user_name,
-            "generation": seat.generation,
-            "in_use": in_use,
-            "seats": seats_bought,
-            "overage": seat.overage,
-        }),
+        &Change {
+            at: now,
+            actor: "device",
+            kind: ChangeKind::SeatActivated,
+            license: Some(&license.id),
+            seat: Some(&seat.id),
+            detail: serde_json::json!({
+                "device_id": seat.device_id,
+                "user_name": seat.user_name,
+                "generation": seat.generation,
+                "in_use": in_use,
+                "seats": seats_bought,
+                "overage": seat.overage,
+            }),
+        },
     )?;
-    Ok(Some(seat))
+    Ok(Grant::Granted(Box::new(seat)))
 }
 
 fn record_refusal(conn: &mut DbConn, lic: &str, device_id: &str, now: i64) -> QueryResult<()> {
@@ -220,15 +220,17 @@ fn record_refusal(conn: &mut DbConn, lic: &str, device_id: &str, now: i64) -> Qu
     Ok(())
 }
 
-/// The `seats_exhausted` refusal with fresh counts.
-fn exhausted(conn: &mut DbConn, license: &License) -> Result<SeatError, SeatError> {
-    let in_use = licenses::table
-        .find(&license.id)
+fn current_in_use(conn: &mut DbConn, lic: &str) -> Result<i64, DbError> {
+    Ok(licenses::table
+        .find(lic)
         .select(licenses::in_use)
-        .get_result(conn)?;
-    Ok(SeatError::SeatsExhausted {
+        .get_result(conn)?)
+}
+
+fn exhausted(license: &License, in_use: i64) -> SeatError {
+    SeatError::SeatsExhausted {
         license: license.id.clone(),
         seats: license.seats,
         in_use,
-    })
+    }
 }

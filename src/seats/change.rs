@@ -2,25 +2,17 @@
 //! admin).
 
 use diesel::prelude::*;
-use diesel::sql_types::BigInt;
 
-use super::{
-    Activation, LIMIT_WINDOW_SECS, RACE_RETRIES, SeatError, SeatStatus, TxnError, action, answer,
-    check_return_token, check_usable, find_seat, require_active, sign_device_key,
-    validate_user_name,
-};
+use super::rules::{self, LIMIT_WINDOW_SECS};
+use super::txn::{self, TxnError};
+use super::{Activation, SeatError, SeatState, SeatStatus, answer, sign_device_key};
 use crate::app::App;
 use crate::audit;
-use crate::db::models::Seat;
+use crate::db::DbConn;
+use crate::db::models::{License, Seat};
 use crate::db::schema::{licenses, seats};
-use crate::db::{DbConn, DbError, now_unix};
-use crate::keyfile::LicenseModel;
+use crate::journal::{self, Change, ChangeKind};
 use crate::licenses as license_store;
-
-/// Seconds until the oldest event in the window leaves it.
-fn retry_after(oldest: Option<i64>, now: i64) -> i64 {
-    oldest.map_or(LIMIT_WINDOW_SECS, |t| (t + LIMIT_WINDOW_SECS - now).max(1))
-}
 
 /// Changes the user name on a seat: a new device key with `gen + 1`, at most
 /// `reissue_limit` times per 365 days. The same name again returns the current key.
@@ -30,183 +22,220 @@ pub fn reissue(
     return_token: &str,
     user_name: &str,
 ) -> Result<Activation, SeatError> {
-    validate_user_name(user_name)?;
-    let mut conn = app.db.conn()?;
-    for _ in 0..RACE_RETRIES {
-        let now = now_unix();
-        let seat = find_seat(&mut conn, seat_id)?;
-        check_return_token(&seat, return_token)?;
-        require_active(&seat)?;
-        let license = license_store::find(&mut conn, &seat.license_id)?
-            .ok_or_else(|| SeatError::UnknownLicense(seat.license_id.clone()))?;
-        check_usable(&license, now)?;
-        if user_name.is_empty() && license.model != LicenseModel::SingleDevice.as_str() {
-            return Err(SeatError::InvalidField {
-                field: "user_name",
-                reason: "must not be empty for a node_locked license".into(),
-            });
-        }
+    rules::validate_user_name(user_name)?;
+    txn::settle("one seat", || {
+        let now = app.clock.now();
+        let (seat, license) = txn::read(app, |conn| {
+            let seat = txn::find_seat(conn, seat_id)?;
+            rules::check_return_token(&seat, return_token)?;
+            rules::require_active(&seat)?;
+            let license = find_license(conn, &seat.license_id)?;
+            Ok((seat, license))
+        })?;
+        rules::check_usable(&license, now)?;
+        rules::require_user_name(license.model, user_name)?;
         if seat.user_name == user_name {
-            return answer(app, &mut conn, &license, &seat, false);
+            return Ok(answer(app, &license, &seat, false)?);
         }
         app.clock.check(now)?;
-        let generation = seat.generation + 1;
-        let device_key = sign_device_key(
-            app,
-            &license,
-            &seat.id,
-            &seat.device_id,
-            user_name,
-            generation,
-            now,
-        )?;
-        let result = conn.write_transaction(|conn| -> Result<(), TxnError> {
-            let (count, oldest) =
-                audit::count_since(conn, &seat.id, action::REISSUED, now - LIMIT_WINDOW_SECS)?;
-            if count >= license.reissue_limit {
-                return Err(SeatError::ReissueLimitReached {
-                    seat: seat.id.clone(),
-                    limit: license.reissue_limit,
-                    retry_after: retry_after(oldest, now),
-                }
-                .into());
-            }
-            let changed = diesel::update(
-                seats::table
-                    .filter(seats::id.eq(&seat.id))
-                    .filter(seats::state.eq("active"))
-                    .filter(seats::generation.eq(seat.generation)),
-            )
-            .set((
-                seats::user_name.eq(user_name),
-                seats::generation.eq(generation),
-                seats::device_key.eq(&device_key),
-                seats::updated_at.eq(now),
-            ))
-            .execute(conn)?;
-            if changed != 1 {
-                return Err(TxnError::LostRace);
-            }
-            audit::record(
-                conn,
-                now,
-                "device",
-                action::REISSUED,
-                Some(&license.id),
-                Some(&seat.id),
-                serde_json::json!({
-                    "device_id": seat.device_id,
-                    "from_user_name": seat.user_name,
-                    "user_name": user_name,
-                    "generation": generation,
-                }),
-            )?;
-            Ok(())
-        });
-        match result {
-            Ok(()) => {
-                let seat = find_seat(&mut conn, seat_id)?;
-                return answer(app, &mut conn, &license, &seat, false);
-            }
-            Err(TxnError::LostRace) => continue,
-            Err(TxnError::Seat(e)) => return Err(e),
+        let mut renamed = seat.clone();
+        renamed.user_name = user_name.to_owned();
+        renamed.generation = seat.generation + 1;
+        renamed.device_key = sign_device_key(app, &license, &renamed, now)?;
+        let limit = license.reissue_limit;
+        let written = app.db.write(&license.id.clone(), move |conn| {
+            rename(conn, &seat, renamed, limit, now)
+        })?;
+        Ok(answer(app, &license, &written, false)?)
+    })
+}
+
+/// The write transaction of a reissue.
+fn rename(
+    conn: &mut DbConn,
+    seat: &Seat,
+    renamed: Seat,
+    limit: i64,
+    now: i64,
+) -> Result<Seat, TxnError> {
+    let (count, oldest) = audit::count_since(
+        conn,
+        &seat.id,
+        ChangeKind::SeatReissued,
+        now - LIMIT_WINDOW_SECS,
+    )?;
+    if count >= limit {
+        return Err(SeatError::ReissueLimitReached {
+            seat: seat.id.clone(),
+            limit,
+            retry_after: rules::retry_after(oldest, now),
         }
+        .into());
     }
-    Err(SeatError::Db(DbError::Unavailable(
-        "too much contention on one seat; retry".into(),
-    )))
+    // No seat counter changes, so the journal comes before the seat update: it locks the
+    // license row before the seat row, in the order every change takes them. Two reissues
+    // of one seat cannot both pass the count: the second loses the generation check below.
+    journal::record(
+        conn,
+        &Change {
+            at: now,
+            actor: "device",
+            kind: ChangeKind::SeatReissued,
+            license: Some(&seat.license_id),
+            seat: Some(&seat.id),
+            detail: serde_json::json!({
+                "device_id": seat.device_id,
+                "from_user_name": seat.user_name,
+                "user_name": renamed.user_name,
+                "generation": renamed.generation,
+            }),
+        },
+    )?;
+    let changed = diesel::update(
+        seats::table
+            .filter(seats::id.eq(&seat.id))
+            .filter(seats::state.eq(SeatState::Active.as_str()))
+            .filter(seats::generation.eq(seat.generation)),
+    )
+    .set((
+        seats::user_name.eq(&renamed.user_name),
+        seats::generation.eq(renamed.generation),
+        seats::device_key.eq(&renamed.device_key),
+        seats::updated_at.eq(now),
+    ))
+    .execute(conn)?;
+    if changed != 1 {
+        return Err(TxnError::LostRace);
+    }
+    let mut written = renamed;
+    written.updated_at = now;
+    Ok(written)
 }
 
 /// The device gives its seat back (proving it holds the return token), at most
 /// `return_limit` times per 365 days.
 pub fn return_seat(app: &App, seat_id: &str, return_token: &str) -> Result<SeatStatus, SeatError> {
-    let mut conn = app.db.conn()?;
-    let seat = find_seat(&mut conn, seat_id)?;
-    check_return_token(&seat, return_token)?;
-    require_active(&seat)?;
-    let limit = license_store::find(&mut conn, &seat.license_id)?.map_or(0, |l| l.return_limit);
-    let now = now_unix();
-    release(&mut conn, &seat, "returned", "device", now, Some(limit))?;
-    Ok(SeatStatus::from(&find_seat(&mut conn, seat_id)?))
+    let (seat, license) = txn::read(app, |conn| {
+        let seat = txn::find_seat(conn, seat_id)?;
+        rules::check_return_token(&seat, return_token)?;
+        rules::require_active(&seat)?;
+        let license = find_license(conn, &seat.license_id)?;
+        Ok((seat, license))
+    })?;
+    let release = Release {
+        to: SeatState::Returned,
+        actor: "device".to_owned(),
+        return_limit: Some(license.return_limit),
+        now: app.clock.now(),
+    };
+    release_seat(app, seat, release)
 }
 
 /// An admin frees a seat. `actor` names the admin for the audit log.
 pub fn retire(app: &App, seat_id: &str, actor: &str) -> Result<SeatStatus, SeatError> {
-    let mut conn = app.db.conn()?;
-    let seat = find_seat(&mut conn, seat_id)?;
-    require_active(&seat)?;
-    release(&mut conn, &seat, "retired", actor, now_unix(), None)?;
-    Ok(SeatStatus::from(&find_seat(&mut conn, seat_id)?))
+    let seat = txn::read(app, |conn| {
+        let seat = txn::find_seat(conn, seat_id)?;
+        rules::require_active(&seat)?;
+        Ok(seat)
+    })?;
+    let release = Release {
+        to: SeatState::Retired,
+        actor: actor.to_owned(),
+        return_limit: None,
+        now: app.clock.now(),
+    };
+    release_seat(app, seat, release)
 }
 
-/// Frees an active seat (returned or retired) and the license counter, with its audit row.
-fn release(
-    conn: &mut DbConn,
-    seat: &Seat,
-    new_state: &'static str,
-    actor: &str,
-    now: i64,
+/// How a seat is freed.
+struct Release {
+    /// `Returned` or `Retired`.
+    to: SeatState,
+    actor: String,
+    /// Returns allowed per 365 days, for a return.
     return_limit: Option<i64>,
-) -> Result<(), SeatError> {
-    let audit_action = if new_state == "returned" {
-        action::RETURNED
-    } else {
-        action::RETIRED
-    };
-    conn.write_transaction(|conn| {
-        if let Some(limit) = return_limit {
-            let (count, oldest) =
-                audit::count_since(conn, &seat.id, action::RETURNED, now - LIMIT_WINDOW_SECS)?;
-            if count >= limit {
-                return Err(SeatError::ReturnLimitReached {
-                    seat: seat.id.clone(),
-                    limit,
-                    retry_after: retry_after(oldest, now),
-                });
-            }
-        }
-        // The license row first, then the seat, as activation does: one lock order
-        // everywhere, so concurrent changes on PostgreSQL cannot deadlock.
-        diesel::update(licenses::table.filter(licenses::id.eq(&seat.license_id)))
-            .set((
-                licenses::in_use.eq(licenses::in_use - 1),
-                // Shrinks the surplus of a down-renewal as seats drain; never below capacity.
-                licenses::ceiling.eq(diesel::dsl::sql::<BigInt>(
-                    "CASE WHEN capacity > in_use - 1 THEN capacity ELSE in_use - 1 END",
-                )),
-                licenses::updated_at.eq(now),
-            ))
-            .execute(conn)?;
-        let changed = diesel::update(
-            seats::table
-                .filter(seats::id.eq(&seat.id))
-                .filter(seats::state.eq("active")),
-        )
-        .set((
-            seats::state.eq(new_state),
-            seats::released_at.eq(Some(now)),
-            seats::updated_at.eq(now),
-        ))
-        .execute(conn)?;
-        if changed != 1 {
-            // Someone released it first; the rollback undoes the decrement.
-            return Err(SeatError::SeatNotActive {
+    now: i64,
+}
+
+fn release_seat(app: &App, seat: Seat, release: Release) -> Result<SeatStatus, SeatError> {
+    let order = seat.license_id.clone();
+    app.db
+        .write(&order, move |conn| free(conn, &seat, &release))
+        .map(|seat| SeatStatus::from(&seat))
+}
+
+/// The write transaction that frees an active seat and the license counter, journalled.
+fn free(conn: &mut DbConn, seat: &Seat, release: &Release) -> Result<Seat, SeatError> {
+    let now = release.now;
+    if let Some(limit) = release.return_limit {
+        let (count, oldest) = audit::count_since(
+            conn,
+            &seat.id,
+            ChangeKind::SeatReturned,
+            now - LIMIT_WINDOW_SECS,
+        )?;
+        if count >= limit {
+            return Err(SeatError::ReturnLimitReached {
                 seat: seat.id.clone(),
-                state: "released".into(),
+                limit,
+                retry_after: rules::retry_after(oldest, now),
             });
         }
-        audit::record(
-            conn,
-            now,
-            actor,
-            audit_action,
-            Some(&seat.license_id),
-            Some(&seat.id),
-            serde_json::json!({
+    }
+    // The license row first, then the seat: one lock order everywhere, so concurrent
+    // changes on PostgreSQL cannot deadlock.
+    diesel::update(licenses::table.filter(licenses::id.eq(&seat.license_id)))
+        .set((
+            licenses::in_use.eq(licenses::in_use - 1),
+            // Shrinks the surplus of a down-renewal as seats drain.
+            licenses::ceiling.eq(rules::ceiling_sql(None, -1)),
+            licenses::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+    let changed = diesel::update(
+        seats::table
+            .filter(seats::id.eq(&seat.id))
+            .filter(seats::state.eq(SeatState::Active.as_str())),
+    )
+    .set((
+        seats::state.eq(release.to.as_str()),
+        seats::released_at.eq(Some(now)),
+        seats::updated_at.eq(now),
+    ))
+    .execute(conn)?;
+    if changed != 1 {
+        // Someone released it first; the rollback undoes the decrement.
+        return Err(SeatError::SeatNotActive {
+            seat: seat.id.clone(),
+            state: "released".into(),
+        });
+    }
+    let kind = if release.to == SeatState::Returned {
+        ChangeKind::SeatReturned
+    } else {
+        ChangeKind::SeatRetired
+    };
+    journal::record(
+        conn,
+        &Change {
+            at: now,
+            actor: &release.actor,
+            kind,
+            license: Some(&seat.license_id),
+            seat: Some(&seat.id),
+            detail: serde_json::json!({
                 "device_id": seat.device_id,
                 "user_name": seat.user_name,
             }),
-        )?;
-        Ok(())
-    })
+        },
+    )?;
+    let mut freed = seat.clone();
+    freed.state = release.to;
+    freed.released_at = Some(now);
+    freed.updated_at = now;
+    Ok(freed)
+}
+
+fn find_license(conn: &mut DbConn, lic: &str) -> Result<License, SeatError> {
+    license_store::find(conn, lic)?.ok_or_else(|| SeatError::UnknownLicense(lic.to_owned()))
 }

@@ -3,7 +3,9 @@
 use diesel::prelude::*;
 use serde::Serialize;
 
-use super::{SeatError, SeatStatus, find_seat, validate_device_id};
+use super::rules::{self, SeatState};
+use super::txn::find_seat;
+use super::{SeatError, SeatStatus};
 use crate::app::App;
 use crate::db::DbConn;
 use crate::db::models::Seat;
@@ -19,27 +21,18 @@ pub fn status(app: &App, seat_id: &str) -> Result<SeatStatus, SeatError> {
 /// One active device key, as the key repository returns it.
 #[derive(Debug, Clone, Serialize)]
 pub struct StoredKey {
-    /// Seat.
     pub seat: String,
-    /// Device key.
     pub device_key: String,
-    /// Generation.
+    /// Device key generation.
     pub generation: i64,
-    /// User name.
     pub user_name: String,
-    /// License.
     pub license: String,
 }
 
 /// Every active device key of a device under the license of `key_file` (reinstall).
 pub fn lookup(app: &App, key_file: &str, device_id: &str) -> Result<Vec<StoredKey>, SeatError> {
-    if key_file.trim().is_empty() {
-        return Err(SeatError::InvalidField {
-            field: "key_file",
-            reason: "must not be empty".into(),
-        });
-    }
-    validate_device_id(device_id)?;
+    rules::validate_key_file_text(key_file)?;
+    rules::validate_device_id(device_id)?;
     let file = app.verify_presented(key_file)?;
     let mut conn = app.db.conn()?;
     let lic = &file.claims.lic;
@@ -49,7 +42,7 @@ pub fn lookup(app: &App, key_file: &str, device_id: &str) -> Result<Vec<StoredKe
     let rows: Vec<Seat> = seats::table
         .filter(seats::license_id.eq(lic))
         .filter(seats::device_id.eq(device_id))
-        .filter(seats::state.eq("active"))
+        .filter(seats::state.eq(SeatState::Active.as_str()))
         .select(Seat::as_select())
         .load(&mut *conn)?;
     Ok(rows

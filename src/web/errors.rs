@@ -60,100 +60,91 @@ impl Problem {
         }
     }
 
-    fn with(mut self, key: &str, value: Value) -> Self {
+    fn add(&mut self, key: &str, value: Value) {
         self.extra.insert(key.to_owned(), value);
-        self
     }
 }
 
-fn key_file_problem(e: &KeyFileError) -> Problem {
+/// The one table from stable code to HTTP status (DESIGN §5).
+fn status_for(code: &str) -> StatusCode {
+    match code {
+        "invalid_request" | "invalid_key_file" => StatusCode::BAD_REQUEST,
+        "invalid_return_token" => StatusCode::UNAUTHORIZED,
+        "license_expired" | "license_not_yet_valid" | "license_revoked" => StatusCode::FORBIDDEN,
+        "unknown_license" | "unknown_seat" | "not_found" => StatusCode::NOT_FOUND,
+        "seats_exhausted" | "seat_not_active" | "reissue_required" => StatusCode::CONFLICT,
+        "reissue_limit_reached" | "return_limit_reached" => StatusCode::TOO_MANY_REQUESTS,
+        "clock_untrusted" | "unavailable" | "not_ready" => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// The members a seat refusal adds to its problem, and its `Retry-After`.
+fn seat_extras(e: &SeatError, problem: &mut Problem) {
     match e {
-        KeyFileError::Expired { exp } => {
-            Problem::new(StatusCode::FORBIDDEN, "license_expired").with("expired_at", json!(exp))
+        SeatError::InvalidField { field, .. } => problem.add("field", json!(field)),
+        SeatError::KeyFile(KeyFileError::Expired { exp }) => {
+            problem.add("expired_at", json!(exp));
         }
-        KeyFileError::NotYetValid { nbf } => {
-            Problem::new(StatusCode::FORBIDDEN, "license_not_yet_valid")
-                .with("not_before", json!(nbf))
+        SeatError::KeyFile(KeyFileError::NotYetValid { nbf }) => {
+            problem.add("not_before", json!(nbf));
         }
-        _ => Problem::new(StatusCode::BAD_REQUEST, "invalid_key_file"),
+        SeatError::UnknownLicense(lic) => problem.add("license", json!(lic)),
+        SeatError::SeatsExhausted {
+            license,
+            seats,
+            in_use,
+        } => {
+            problem.add("license", json!(license));
+            problem.add("seats", json!(seats));
+            problem.add("in_use", json!(in_use));
+        }
+        SeatError::SeatNotActive { state, .. } => problem.add("state", json!(state)),
+        SeatError::ReissueRequired { seat, .. } => problem.add("seat", json!(seat)),
+        SeatError::ReissueLimitReached {
+            limit, retry_after, ..
+        }
+        | SeatError::ReturnLimitReached {
+            limit, retry_after, ..
+        } => {
+            problem.add("limit", json!(limit));
+            problem.retry_after = Some(*retry_after);
+        }
+        SeatError::Db(d) => db_extras(d, problem),
+        _ => {}
     }
 }
 
-fn db_problem(e: &DbError) -> Problem {
+fn db_extras(e: &DbError, problem: &mut Problem) {
     if e.is_unavailable() {
         // Outages are usually short: tell devices when to try again.
-        Problem {
-            retry_after: Some(UNAVAILABLE_RETRY_SECS),
-            ..Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable")
-        }
-    } else {
-        Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error")
+        problem.retry_after = Some(UNAVAILABLE_RETRY_SECS);
     }
 }
 
 impl ApiError {
-    fn problem(&self) -> Problem {
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
         match self {
-            Self::Seat(e) => match e {
-                SeatError::InvalidField { field, .. } => {
-                    Problem::new(StatusCode::BAD_REQUEST, "invalid_request")
-                        .with("field", json!(field))
-                }
-                SeatError::KeyFile(k) => key_file_problem(k),
-                SeatError::UnknownLicense(lic) => {
-                    Problem::new(StatusCode::NOT_FOUND, "unknown_license")
-                        .with("license", json!(lic))
-                }
-                SeatError::UnknownSeat(_) => Problem::new(StatusCode::NOT_FOUND, "unknown_seat"),
-                SeatError::LicenseRevoked(_) => {
-                    Problem::new(StatusCode::FORBIDDEN, "license_revoked")
-                }
-                SeatError::SeatsExhausted {
-                    license,
-                    seats,
-                    in_use,
-                } => Problem::new(StatusCode::CONFLICT, "seats_exhausted")
-                    .with("license", json!(license))
-                    .with("seats", json!(seats))
-                    .with("in_use", json!(in_use)),
-                SeatError::SeatNotActive { state, .. } => {
-                    Problem::new(StatusCode::CONFLICT, "seat_not_active")
-                        .with("state", json!(state))
-                }
-                SeatError::ReissueRequired { seat, .. } => {
-                    Problem::new(StatusCode::CONFLICT, "reissue_required").with("seat", json!(seat))
-                }
-                SeatError::ReissueLimitReached {
-                    limit, retry_after, ..
-                } => Problem {
-                    retry_after: Some(*retry_after),
-                    ..Problem::new(StatusCode::TOO_MANY_REQUESTS, "reissue_limit_reached")
-                        .with("limit", json!(limit))
-                },
-                SeatError::ReturnLimitReached {
-                    limit, retry_after, ..
-                } => Problem {
-                    retry_after: Some(*retry_after),
-                    ..Problem::new(StatusCode::TOO_MANY_REQUESTS, "return_limit_reached")
-                        .with("limit", json!(limit))
-                },
-                SeatError::InvalidReturnToken => {
-                    Problem::new(StatusCode::UNAUTHORIZED, "invalid_return_token")
-                }
-                SeatError::ClockUntrusted(_) => {
-                    Problem::new(StatusCode::SERVICE_UNAVAILABLE, "clock_untrusted")
-                }
-                SeatError::Signing(_) => {
-                    Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error")
-                }
-                SeatError::Db(d) => db_problem(d),
-            },
-            Self::BadRequest(_) => Problem::new(StatusCode::BAD_REQUEST, "invalid_request"),
-            Self::TooLarge(_) => Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request"),
-            Self::NotReady(_) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
-            Self::NotFound => Problem::new(StatusCode::NOT_FOUND, "not_found"),
-            Self::Internal(_) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+            Self::Seat(e) => e.code(),
+            Self::BadRequest(_) | Self::TooLarge(_) => "invalid_request",
+            Self::NotReady(_) => "not_ready",
+            Self::NotFound => "not_found",
+            Self::Internal(_) => "internal_error",
         }
+    }
+
+    fn problem(&self) -> Problem {
+        let code = self.code();
+        let status = match self {
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => status_for(code),
+        };
+        let mut problem = Problem::new(status, code);
+        if let Self::Seat(e) = self {
+            seat_extras(e, &mut problem);
+        }
+        problem
     }
 }
 

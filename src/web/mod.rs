@@ -6,7 +6,6 @@ pub mod errors;
 pub mod health;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix_web::{HttpServer, web};
 use rustls_pki_types::pem::PemObject as _;
@@ -15,9 +14,6 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use crate::app::App;
 use crate::config::ConfigError;
 use errors::ApiError;
-
-/// How often the clock's high-water mark is shared through the database.
-const CLOCK_SYNC_INTERVAL: Duration = Duration::from_secs(15);
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +79,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
     }));
 }
 
-/// Runs the server until SIGTERM/SIGINT. Must run inside an actix system.
+/// Runs the server and the background jobs until SIGTERM/SIGINT. Must run inside an actix
+/// system.
 pub async fn serve(app: Arc<App>) -> Result<(), ServeError> {
     let addr = app.config.listen_addr()?;
     let tls = match app.config.tls_files() {
@@ -95,7 +92,6 @@ pub async fn serve(app: Arc<App>) -> Result<(), ServeError> {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
     };
-    spawn_clock_sync(Arc::clone(&app));
     let data = web::Data::from(Arc::clone(&app));
     let server = HttpServer::new(move || {
         actix_web::App::new()
@@ -119,25 +115,10 @@ pub async fn serve(app: Arc<App>) -> Result<(), ServeError> {
         // Tests and scripts read the bound port from this line when listening on port 0.
         tracing::info!(url = %format!("{scheme}://{bound}"), server_id = app.identity.id(), "listening");
     }
-    server.run().await?;
+    let jobs = crate::jobs::JobRunner::start(&app, crate::jobs::standard());
+    let served = server.run().await;
+    jobs.shutdown().await;
+    served?;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Shares the clock's high-water mark through the database, now and every few seconds.
-fn spawn_clock_sync(app: Arc<App>) {
-    actix_web::rt::spawn(async move {
-        let mut interval = actix_web::rt::time::interval(CLOCK_SYNC_INTERVAL);
-        loop {
-            interval.tick().await;
-            let app = Arc::clone(&app);
-            match web::block(move || app.clock.sync(&app.db)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "clock watch: cannot sync with the database")
-                }
-                Err(e) => tracing::warn!(error = %e, "clock watch: worker failed"),
-            }
-        }
-    });
 }

@@ -308,6 +308,7 @@ async fn limits(backend: Backend) {
         "seat unchanged by the refused return"
     );
     assert_eq!(env.db.scalar("SELECT in_use AS v FROM licenses"), 1);
+    env.db.assert_journal_gapless();
 }
 both_backends!(reissue_and_return_limits, limits);
 
@@ -315,9 +316,12 @@ both_backends!(reissue_and_return_limits, limits);
 async fn bad_requests(backend: Backend) {
     let env = TestEnv::new(backend);
     let key_file = env.import_license("LIC-B", 3);
-    let expired = env.import_license("LIC-EXPIRED", 3);
-    env.db
-        .execute("UPDATE licenses SET expires_at = 1000 WHERE id = 'LIC-EXPIRED'");
+    // Valid for a day when imported; the server below runs two days later.
+    let mut expiring = env.claims("LIC-EXPIRED", 3);
+    expiring.exp = Some(seatkeep::clock::TimeSource::now(&seatkeep::clock::SystemTime) + 86400);
+    let expired = env.sign(&expiring);
+    let path = env.write("expiring.seatkey", &expired);
+    env.cli_ok(&["keyfile", "import", path.to_str().unwrap()]);
     let mut never = env.claims("LIC-NEVER", 3);
     never.jti = "never-imported".into();
     let never_imported = env.sign(&never);
@@ -335,7 +339,7 @@ async fn bad_requests(backend: Backend) {
     );
     let foreign = env.sign(&foreign);
     let tampered = key_file.replacen("eyJ", "eyK", 1);
-    let server = env.serve().await;
+    let server = env.serve_at_offset(2 * 86400).await;
     let audit_before = env.db.count("audit_log", "");
     let ok = json!({"key_file": key_file, "device_id": "dev-1", "user_name": "Ada"});
     let with = |key: &str, value: Value| {
@@ -574,10 +578,20 @@ both_backends!(
 async fn clock_watch(backend: Backend) {
     let env = TestEnv::new(backend);
     let key_file = env.import_license("LIC-C", 3);
-    let ahead = seatkeep::db::now_unix() + 48 * 3600;
-    env.db.execute(&format!(
-        "UPDATE server_state SET value = {ahead} WHERE name = 'clock_high_water'"
-    ));
+    let two_days = 48 * 3600;
+    // A server whose clock ran two days ahead stores that time as the high-water mark...
+    let mut ahead = env.serve_at_offset(two_days).await;
+    assert_eq!(ahead.activate(&key_file, "dev-0", "Ada").await.0, 201);
+    ahead.kill();
+    let high_water = env
+        .db
+        .scalar("SELECT value AS v FROM server_state WHERE name = 'clock_high_water'");
+    let real_now = seatkeep::clock::TimeSource::now(&seatkeep::clock::SystemTime);
+    assert!(
+        high_water > real_now + two_days - 600,
+        "{high_water} vs {real_now}"
+    );
+    // ...so a server on the real clock, now two days behind it, signs nothing.
     let mut server = env.serve().await;
     let (status, body) = server.activate(&key_file, "dev-1", "Ada").await;
     assert_eq!(
@@ -585,17 +599,15 @@ async fn clock_watch(backend: Backend) {
         (503, Some("clock_untrusted")),
         "{body}"
     );
-    assert_eq!(env.db.count("seats", ""), 0);
-    server.kill();
-    env.db
-        .execute("UPDATE server_state SET value = 0 WHERE name = 'clock_high_water'");
-    let server = env.serve().await;
-    assert_eq!(server.activate(&key_file, "dev-1", "Ada").await.0, 201);
-    assert!(
-        env.db
-            .scalar("SELECT value AS v FROM server_state WHERE name = 'clock_high_water'")
-            > 0
+    assert_eq!(
+        env.db.count("seats", ""),
+        1,
+        "no seat written while untrusted"
     );
+    server.kill();
+    // Once the clock is right again (here: ahead as before), signing resumes.
+    let server = env.serve_at_offset(two_days).await;
+    assert_eq!(server.activate(&key_file, "dev-1", "Ada").await.0, 201);
 }
 both_backends!(clock_gone_back_stops_signing, clock_watch);
 

@@ -48,6 +48,7 @@ fn assert_consistent(env: &TestEnv, expected_active: i64) {
         env.db.scalar("SELECT in_use AS v FROM licenses"),
         expected_active
     );
+    env.db.assert_journal_gapless();
 }
 
 /// 50 seats, 500 concurrent distinct devices: exactly 50 granted, 450 refused, no 5xx.
@@ -152,6 +153,7 @@ async fn three_instances_on_postgres_sell_each_seat_once() {
         );
     }
     assert_eq!(env.db.count("seats", "state = 'active'"), 150);
+    env.db.assert_journal_gapless();
 }
 
 /// `kill -9` in the middle of a load, then restart: every 201 a client saw is a seat, and the

@@ -138,12 +138,20 @@ impl TestDb {
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
-    /// Runs test-controlled SQL.
-    pub fn execute(&self, sql: &str) {
-        let mut conn = self.connect();
-        diesel::sql_query(sql)
-            .execute(&mut conn)
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    /// The journal's promise (DESIGN §7): each license's changes are numbered 1..=change_seq
+    /// with no gap and no repeat, one audit row each.
+    pub fn assert_journal_gapless(&self) {
+        let broken = self.count(
+            "licenses l",
+            "l.change_seq <> (SELECT COUNT(*) FROM audit_log a \
+               WHERE a.license_id = l.id AND a.license_seq IS NOT NULL) \
+             OR l.change_seq <> (SELECT COALESCE(MAX(a.license_seq), 0) FROM audit_log a \
+               WHERE a.license_id = l.id) \
+             OR EXISTS (SELECT 1 FROM audit_log a WHERE a.license_id = l.id \
+               AND (a.license_seq IS NULL OR a.license_seq < 1))",
+        );
+        assert_eq!(broken, 0, "licenses whose change numbers have a gap");
+        assert!(self.scalar("SELECT COUNT(*) AS v FROM licenses") > 0);
     }
 }
 
@@ -261,8 +269,8 @@ impl TestEnv {
             "jti": format!("jti-{lic}-{}", hex::encode(rand::random::<[u8; 4]>())),
             "lic": lic,
             "seq": 1,
-            "iat": seatkeep::db::now_unix(),
-            "exp": seatkeep::db::now_unix() + 365 * 86400,
+            "iat": seatkeep::clock::TimeSource::now(&seatkeep::clock::SystemTime),
+            "exp": seatkeep::clock::TimeSource::now(&seatkeep::clock::SystemTime) + 365 * 86400,
             "customer": {"id": "cust-1", "name": "Customer One"},
             "product": {"id": "wordsmith", "name": "WordSmith", "edition": 2},
             "model": "node_locked",
@@ -296,6 +304,13 @@ impl TestEnv {
     /// Starts `seatkeep serve` on a free port and waits until it is ready.
     pub async fn serve(&self) -> TestServer {
         TestServer::start(&self.config, &[]).await
+    }
+
+    /// Starts `seatkeep serve` with its clock `offset_secs` ahead (behind, when negative) of
+    /// the real one (the debug build's test clock, `seatkeep::clock::TEST_OFFSET_ENV`).
+    pub async fn serve_at_offset(&self, offset_secs: i64) -> TestServer {
+        let offset = offset_secs.to_string();
+        TestServer::start(&self.config, &[(seatkeep::clock::TEST_OFFSET_ENV, &offset)]).await
     }
 }
 

@@ -81,7 +81,7 @@ async fn bad_key_files(backend: Backend) {
         f(&mut p);
         sign_raw(&header("EdDSA", KID), &p, &key)
     };
-    let now = seatkeep::db::now_unix();
+    let now = seatkeep::clock::TimeSource::now(&seatkeep::clock::SystemTime);
     let mut other_server = env.claims("LIC-BAD", 5);
     let other_key =
         SigningKey::from_pem(KeyType::Ed25519.generate_pem().unwrap().as_bytes(), None).unwrap();
@@ -276,7 +276,8 @@ async fn renewals(backend: Backend) {
     // Higher seq: renewal replaces seats and term.
     claims.seq = 2;
     claims.seats = 10;
-    claims.exp = Some(seatkeep::db::now_unix() + 2 * 365 * 86400);
+    claims.exp =
+        Some(seatkeep::clock::TimeSource::now(&seatkeep::clock::SystemTime) + 2 * 365 * 86400);
     let second = env.write("v2.seatkey", env.sign(&claims));
     let out = env.cli_ok(&["keyfile", "import", second.to_str().unwrap()]);
     assert!(

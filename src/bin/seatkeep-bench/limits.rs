@@ -97,8 +97,8 @@ fn device_key_signing_input(key: &SigningKey) -> Result<String> {
         },
         seat: "st_AAAAAAAAAAAAAAAAAAAAAA".into(),
         r#gen: 1,
-        iat: seatkeep::db::now_unix(),
-        exp: Some(seatkeep::db::now_unix() + 365 * 86400),
+        iat: seatkeep::clock::TimeSource::now(&seatkeep::clock::SystemTime),
+        exp: Some(seatkeep::clock::TimeSource::now(&seatkeep::clock::SystemTime) + 365 * 86400),
         model: "node_locked".into(),
     };
     let jws = key
@@ -181,7 +181,9 @@ fn seat_transaction(conn: &mut DbConn, begin: &str, n: u64, device_key: &str) ->
     .bind::<Text, _>(format!("st_{n}"))
     .bind::<Text, _>(format!("dev-{n}"))
     .bind::<Text, _>(device_key)
-    .bind::<BigInt, _>(seatkeep::db::now_unix())
+    .bind::<BigInt, _>(seatkeep::clock::TimeSource::now(
+        &seatkeep::clock::SystemTime,
+    ))
     .execute(conn)
     .context("insert a seat")?;
     conn.batch_execute("COMMIT").context("commit")

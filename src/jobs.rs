@@ -1,0 +1,103 @@
+//! The job runner: background work of `serve` (clock sync today; the email sender and the
+//! federation pusher later), each job a small blocking pass repeated on an interval, off the
+//! async workers. `serve` starts the runner before it accepts requests and stops it after the
+//! HTTP server has drained on SIGTERM: a pass in progress finishes, no new one starts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::app::App;
+use crate::db::DbError;
+
+/// Why a pass of a job failed; the runner logs it and tries again on the next tick.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// One kind of background work.
+pub trait Job: Send + Sync + 'static {
+    /// For logs.
+    fn name(&self) -> &'static str;
+    /// Time between the start of one pass and the next.
+    fn interval(&self) -> Duration;
+    /// One pass. Blocking: the runner calls it on a blocking thread.
+    fn run(&self, app: &App) -> Result<(), JobError>;
+}
+
+/// Shares the clock's high-water mark through the database, so every instance and the next
+/// start know the highest time any of them saw (DESIGN §6).
+#[derive(Debug)]
+pub struct ClockSync;
+
+impl Job for ClockSync {
+    fn name(&self) -> &'static str {
+        "clock_sync"
+    }
+
+    fn interval(&self) -> Duration {
+        Duration::from_secs(15)
+    }
+
+    fn run(&self, app: &App) -> Result<(), JobError> {
+        Ok(app.clock.sync(&app.db)?)
+    }
+}
+
+/// The jobs `serve` runs.
+pub fn standard() -> Vec<Arc<dyn Job>> {
+    vec![Arc::new(ClockSync)]
+}
+
+/// Running jobs; [`JobRunner::shutdown`] stops them.
+pub struct JobRunner {
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl JobRunner {
+    /// Starts every job: its first pass now, then one per interval. Must run inside a tokio
+    /// runtime.
+    pub fn start(app: &Arc<App>, jobs: Vec<Arc<dyn Job>>) -> Self {
+        let (stop, stopped) = watch::channel(false);
+        let tasks = jobs
+            .into_iter()
+            .map(|job| tokio::spawn(run_job(Arc::clone(app), job, stopped.clone())))
+            .collect();
+        Self { stop, tasks }
+    }
+
+    /// Asks every job to stop and waits until each has finished its current pass.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            if let Err(e) = task.await {
+                tracing::warn!(error = %e, "job task ended abnormally");
+            }
+        }
+    }
+}
+
+async fn run_job(app: Arc<App>, job: Arc<dyn Job>, mut stopped: watch::Receiver<bool>) {
+    let mut interval = tokio::time::interval(job.interval());
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = stopped.changed() => break,
+        }
+        if *stopped.borrow() {
+            break;
+        }
+        let (app, pass) = (Arc::clone(&app), Arc::clone(&job));
+        match tokio::task::spawn_blocking(move || pass.run(&app)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(job = job.name(), error = %e, "job pass failed"),
+            Err(e) => tracing::error!(job = job.name(), error = %e, "job pass panicked"),
+        }
+    }
+    tracing::debug!(job = job.name(), "job stopped");
+}

@@ -1,0 +1,110 @@
+//! The journal: the one call every change makes inside its write transaction, writing what
+//! the change owes the world (DESIGN §6, the transactional outbox). Today that is the audit
+//! row; the federation event and the email outbox rows join it here, so a new kind of change
+//! cannot forget one.
+//!
+//! A change of a license also takes the license's next change number: a gapless counter on
+//! the license row (DESIGN §7: a database sequence would not do, since on PostgreSQL a lower
+//! id can commit after a higher one). Incrementing it locks the license row. Call
+//! [`record`] right after the change's own statement on the license row (the seat counters),
+//! or as the change's first statement when it has none, so every transaction locks the
+//! license before any seat and instances cannot deadlock.
+
+use diesel::prelude::*;
+
+use crate::db::models::NewAuditEntry;
+use crate::db::schema::{audit_log, licenses};
+use crate::db::{DbConn, DbError};
+
+/// What changed. The strings are the audit actions (and, later, the federation event types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// A new license from its first key file.
+    LicenseImported,
+    /// A higher `seq` replaced seats and term.
+    LicenseRenewed,
+    /// A device took a seat (or took its returned seat back).
+    SeatActivated,
+    /// The user name on a seat changed.
+    SeatReissued,
+    /// The device gave its seat back.
+    SeatReturned,
+    /// An admin freed a seat.
+    SeatRetired,
+    /// An admin account was created.
+    AdminAdded,
+    /// An admin's password changed.
+    AdminPasswordChanged,
+}
+
+impl ChangeKind {
+    /// The audit action.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::LicenseImported => "license.imported",
+            Self::LicenseRenewed => "license.renewed",
+            Self::SeatActivated => "seat.activated",
+            Self::SeatReissued => "seat.reissued",
+            Self::SeatReturned => "seat.returned",
+            Self::SeatRetired => "seat.retired",
+            Self::AdminAdded => "admin.added",
+            Self::AdminPasswordChanged => "admin.password_changed",
+        }
+    }
+}
+
+/// One change, as the journal records it.
+#[derive(Debug, Clone)]
+pub struct Change<'a> {
+    /// When (unix seconds, from the application clock).
+    pub at: i64,
+    /// `device`, `cli`, `admin:NAME`, `quickstart`, …
+    pub actor: &'a str,
+    pub kind: ChangeKind,
+    /// The license it belongs to; `None` for changes outside any license (admin accounts).
+    pub license: Option<&'a str>,
+    /// The seat, for seat changes.
+    pub seat: Option<&'a str>,
+    /// Kind-specific facts (JSON object).
+    pub detail: serde_json::Value,
+}
+
+/// What the journal assigned to a change of a license.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recorded {
+    /// The license's change number: 1, 2, 3… without gaps.
+    pub seq: i64,
+    /// Seats in use after the change.
+    pub in_use: i64,
+    pub seats: i64,
+}
+
+/// Records `change` inside the caller's write transaction. For a change of a license, locks
+/// the license row and takes its next change number; `Ok(None)` for other changes.
+pub fn record(conn: &mut DbConn, change: &Change<'_>) -> Result<Option<Recorded>, DbError> {
+    let recorded = match change.license {
+        Some(lic) => Some(next_change(conn, lic)?),
+        None => None,
+    };
+    diesel::insert_into(audit_log::table)
+        .values(NewAuditEntry {
+            at: change.at,
+            actor: change.actor,
+            action: change.kind.as_str(),
+            license_id: change.license,
+            seat_id: change.seat,
+            detail: change.detail.to_string(),
+            license_seq: recorded.map(|r| r.seq),
+        })
+        .execute(conn)?;
+    Ok(recorded)
+}
+
+/// Increments the license's change counter: the row lock and the number in one statement.
+fn next_change(conn: &mut DbConn, lic: &str) -> Result<Recorded, DbError> {
+    let (seq, in_use, seats) = diesel::update(licenses::table.filter(licenses::id.eq(lic)))
+        .set(licenses::change_seq.eq(licenses::change_seq + 1))
+        .returning((licenses::change_seq, licenses::in_use, licenses::seats))
+        .get_result(conn)?;
+    Ok(Recorded { seq, in_use, seats })
+}

@@ -1,0 +1,281 @@
+//! The seat rules in one place: what a seat's state may be, how many seats a license grants,
+//! the ceiling that lets a down-renewal drain, who must give a user name, which licenses are
+//! usable, and the input limits of DESIGN §5. Everything here is pure; the transactions that
+//! apply these rules are in `grant.rs` and `change.rs`.
+
+use diesel::sql_types::BigInt;
+use serde::Serialize;
+use subtle::ConstantTimeEq;
+
+use super::SeatError;
+use crate::db::models::{License, Seat};
+use crate::identity::hash_return_token;
+use crate::keyfile::{self, LicenseModel};
+
+/// Window for `reissue_limit` and `return_limit`.
+pub const LIMIT_WINDOW_SECS: i64 = 365 * 24 * 3600;
+/// Longest device id.
+pub const MAX_DEVICE_ID: usize = 128;
+/// Longest user name, in Unicode scalar values.
+pub const MAX_USER_NAME: usize = 64;
+/// Largest `device_info`, serialized.
+pub const MAX_DEVICE_INFO: usize = 4096;
+
+/// Where a seat is in its life. Only `Active` holds one of the license's seats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SeatState {
+    /// Held by its device.
+    Active,
+    /// Freed by an admin.
+    Retired,
+    /// Given back by the device.
+    Returned,
+    /// Ended with its license.
+    Revoked,
+}
+
+crate::stored_word!(SeatState, "seat state", {
+    Active => "active",
+    Retired => "retired",
+    Returned => "returned",
+    Revoked => "revoked",
+});
+
+impl SeatState {
+    /// The state's word, as stored and as devices see it.
+    pub fn as_str(self) -> &'static str {
+        crate::db::word::StoredWord::as_str(self)
+    }
+}
+
+impl std::fmt::Display for SeatState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl LicenseStatus {
+    /// The stored word.
+    pub fn as_str(self) -> &'static str {
+        crate::db::word::StoredWord::as_str(self)
+    }
+}
+
+/// Whether a license may grant seats at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LicenseStatus {
+    /// In force (subject to its term).
+    Active,
+    /// Ended by the provider.
+    Revoked,
+}
+
+crate::stored_word!(LicenseStatus, "license status", {
+    Active => "active",
+    Revoked => "revoked",
+});
+
+crate::stored_word!(LicenseModel, "license model", {
+    NodeLocked => "node_locked",
+    SingleDevice => "single_device",
+    Floating => "floating",
+    Metered => "metered",
+});
+
+/// Seats that may be in use at once: `seats` plus the overage allowance, rounded down;
+/// a `single_device` license holds exactly one device.
+pub fn capacity(model: LicenseModel, seats: i64, overage_percent: i64) -> i64 {
+    match model {
+        LicenseModel::SingleDevice => 1,
+        _ => seats + seats * overage_percent / 100,
+    }
+}
+
+/// The upper bound for `in_use`: the capacity, or the seats still held when a renewal
+/// lowered the capacity below them, so held seats survive and drain as they are released.
+pub fn ceiling(capacity: i64, in_use: i64) -> i64 {
+    capacity.max(in_use)
+}
+
+/// The SQL type of the `ceiling` expression (boxed: the two callers differ in their binds).
+pub type CeilingSql = Box<
+    dyn diesel::BoxableExpression<
+            crate::db::schema::licenses::table,
+            <crate::db::DbConn as diesel::Connection>::Backend,
+            SqlType = BigInt,
+        >,
+>;
+
+/// [`ceiling`] as SQL for an `UPDATE licenses SET ceiling = …`: `capacity` is the new
+/// capacity (`None`: the row's own), `in_use_change` what the same statement adds to
+/// `in_use`. SQL sees the row's old values in every SET expression, so both are explicit.
+pub fn ceiling_sql(capacity: Option<i64>, in_use_change: i64) -> CeilingSql {
+    use diesel::dsl::sql;
+    use diesel::sql_types::Nullable;
+    Box::new(
+        sql::<BigInt>("CASE WHEN COALESCE(")
+            .bind::<Nullable<BigInt>, _>(capacity)
+            .sql(", capacity) >= in_use + ")
+            .bind::<BigInt, _>(in_use_change)
+            .sql(" THEN COALESCE(")
+            .bind::<Nullable<BigInt>, _>(capacity)
+            .sql(", capacity) ELSE in_use + ")
+            .bind::<BigInt, _>(in_use_change)
+            .sql(" END"),
+    )
+}
+
+/// A license grants a new seat only while `in_use < capacity` (the grant's `UPDATE` says the
+/// same in SQL; this is the cheap pre-check that skips signing for a full license).
+pub fn has_free_seat(license: &License) -> bool {
+    license.in_use < license.capacity
+}
+
+/// Refuses licenses that are revoked or outside their term.
+pub fn check_usable(license: &License, now: i64) -> Result<(), SeatError> {
+    if license.status == LicenseStatus::Revoked {
+        return Err(SeatError::LicenseRevoked(license.id.clone()));
+    }
+    keyfile::check_term(license.not_before, license.expires_at, now)?;
+    Ok(())
+}
+
+/// Every seat carries a user name, except on a `single_device` license, where the device is
+/// the whole license.
+pub fn require_user_name(model: LicenseModel, user_name: &str) -> Result<(), SeatError> {
+    if user_name.is_empty() && model != LicenseModel::SingleDevice {
+        return Err(SeatError::InvalidField {
+            field: "user_name",
+            reason: format!("must not be empty for a {} license", model.as_str()),
+        });
+    }
+    Ok(())
+}
+
+/// Reissue and return need a seat that is still held.
+pub fn require_active(seat: &Seat) -> Result<(), SeatError> {
+    if seat.state == SeatState::Active {
+        Ok(())
+    } else {
+        Err(SeatError::SeatNotActive {
+            seat: seat.id.clone(),
+            state: seat.state.as_str().to_owned(),
+        })
+    }
+}
+
+/// Checks a presented return token against the stored hash, in constant time.
+pub fn check_return_token(seat: &Seat, token: &str) -> Result<(), SeatError> {
+    let presented = hash_return_token(token);
+    if bool::from(
+        presented
+            .as_bytes()
+            .ct_eq(seat.return_token_hash.as_bytes()),
+    ) {
+        Ok(())
+    } else {
+        Err(SeatError::InvalidReturnToken)
+    }
+}
+
+/// Seconds until the oldest event in a limit window leaves it (for `Retry-After`).
+pub fn retry_after(oldest: Option<i64>, now: i64) -> i64 {
+    oldest.map_or(LIMIT_WINDOW_SECS, |t| (t + LIMIT_WINDOW_SECS - now).max(1))
+}
+
+/// Checks a device id: 1–128 characters of `[A-Za-z0-9._:-]`.
+pub fn validate_device_id(device_id: &str) -> Result<(), SeatError> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-');
+    if device_id.is_empty() || device_id.len() > MAX_DEVICE_ID {
+        return Err(SeatError::InvalidField {
+            field: "device_id",
+            reason: format!("must be 1 to {MAX_DEVICE_ID} characters"),
+        });
+    }
+    if !device_id.chars().all(ok_char) {
+        return Err(SeatError::InvalidField {
+            field: "device_id",
+            reason: "may only contain A-Z a-z 0-9 . _ : -".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Checks a user name: 0–64 Unicode scalar values, no control characters.
+pub fn validate_user_name(user_name: &str) -> Result<(), SeatError> {
+    if user_name.chars().count() > MAX_USER_NAME {
+        return Err(SeatError::InvalidField {
+            field: "user_name",
+            reason: format!("must be at most {MAX_USER_NAME} characters"),
+        });
+    }
+    if user_name.chars().any(char::is_control) {
+        return Err(SeatError::InvalidField {
+            field: "user_name",
+            reason: "must not contain control characters".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Checks the key file text is present.
+pub fn validate_key_file_text(key_file: &str) -> Result<(), SeatError> {
+    if key_file.trim().is_empty() {
+        return Err(SeatError::InvalidField {
+            field: "key_file",
+            reason: "must not be empty".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Checks `device_info` (a JSON object of at most 4 KiB) and returns it serialized.
+pub fn validate_device_info(
+    device_info: Option<&serde_json::Value>,
+) -> Result<Option<String>, SeatError> {
+    match device_info {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(info @ serde_json::Value::Object(_)) => {
+            let text = info.to_string();
+            if text.len() > MAX_DEVICE_INFO {
+                return Err(SeatError::InvalidField {
+                    field: "device_info",
+                    reason: format!("must be at most {MAX_DEVICE_INFO} bytes of JSON"),
+                });
+            }
+            Ok(Some(text))
+        }
+        Some(_) => Err(SeatError::InvalidField {
+            field: "device_info",
+            reason: "must be a JSON object".into(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capacity_adds_the_overage_rounded_down() {
+        assert_eq!(capacity(LicenseModel::NodeLocked, 10, 0), 10);
+        assert_eq!(capacity(LicenseModel::NodeLocked, 10, 15), 11);
+        assert_eq!(capacity(LicenseModel::NodeLocked, 3, 50), 4);
+        assert_eq!(capacity(LicenseModel::SingleDevice, 7, 100), 1);
+    }
+
+    #[test]
+    fn ceiling_keeps_held_seats() {
+        assert_eq!(ceiling(10, 4), 10);
+        assert_eq!(ceiling(5, 8), 8);
+    }
+
+    #[test]
+    fn user_name_rule() {
+        assert!(require_user_name(LicenseModel::NodeLocked, "").is_err());
+        assert!(require_user_name(LicenseModel::NodeLocked, "Ada").is_ok());
+        assert!(require_user_name(LicenseModel::SingleDevice, "").is_ok());
+    }
+}
