@@ -13,8 +13,8 @@ use crate::journal::{self, Change, ChangeKind};
 /// Shortest password accepted.
 pub const MIN_PASSWORD_LEN: usize = 12;
 
-/// Admin roles.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// Admin roles, strongest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     /// Everything, including other admins.
     Owner,
@@ -38,22 +38,16 @@ impl Role {
 /// Why an admin operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
-    /// The name is taken.
     #[error("admin '{0}' already exists (use `seatkeep admin passwd {0}` to change the password)")]
     Exists(String),
-    /// No such admin.
     #[error("no admin '{0}'")]
     Unknown(String),
-    /// Bad user name.
     #[error("admin name must be 1 to 64 characters of A-Z a-z 0-9 . _ @ -")]
     BadName,
-    /// Password too weak.
     #[error("password must be at least {MIN_PASSWORD_LEN} characters")]
     WeakPassword,
-    /// Hashing failed.
     #[error("password hashing failed: {0}")]
     Hash(String),
-    /// Storage failed.
     #[error(transparent)]
     Db(#[from] DbError),
 }

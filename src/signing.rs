@@ -25,9 +25,7 @@ pub enum SigningError {
     /// The key's type cannot sign with the requested algorithm.
     #[error("an {key} key cannot sign {alg}")]
     AlgorithmMismatch {
-        /// Key type.
         key: &'static str,
-        /// Requested JWS algorithm.
         alg: JwsAlgorithm,
     },
     /// Key generation or signing failed inside the crypto library.
@@ -39,17 +37,14 @@ pub enum SigningError {
 }
 
 /// Key types `init --algorithm` and `provider keygen --algorithm` can create.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum KeyType {
     /// Ed25519 (default): small, fast, constant time.
     #[default]
-    #[value(name = "ed25519")]
     Ed25519,
     /// RSA 2048 bit, for verifiers that only know RSA.
-    #[value(name = "rsa-2048")]
     Rsa2048,
     /// RSA 3072 bit.
-    #[value(name = "rsa-3072")]
     Rsa3072,
 }
 

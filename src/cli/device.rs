@@ -5,6 +5,95 @@ use std::path::{Path, PathBuf};
 use super::{CliError, print_json, read_file};
 use crate::client::{self, ActivateOptions, ProviderKey};
 
+/// The reference device client and offline verifier.
+#[derive(Debug, clap::Args)]
+pub struct Device {
+    #[command(subcommand)]
+    command: DeviceCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum DeviceCommand {
+    /// Activate a seat and store what the server returned.
+    Activate {
+        /// Seatkeep base URL.
+        #[arg(long)]
+        server: String,
+        /// The site's key file.
+        #[arg(long)]
+        key_file: PathBuf,
+        /// This device's id.
+        #[arg(long)]
+        device_id: String,
+        /// User name.
+        #[arg(long, default_value = "")]
+        user: String,
+        /// Where to store the answer (default ./DEVICE_ID.device.json).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Extra CA certificate (PEM) to trust for HTTPS.
+        #[arg(long)]
+        ca: Option<PathBuf>,
+    },
+    /// Verify a device key offline with only the provider's public key.
+    Verify {
+        /// Provider public key PEM.
+        #[arg(long)]
+        provider_key: PathBuf,
+        /// The stored activation (JSON from `device activate`) or a bare device key.
+        #[arg(long)]
+        device_key: PathBuf,
+        /// The key file, when --device-key is a bare device key.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+        /// This device's id.
+        #[arg(long)]
+        device_id: String,
+        /// Expected user name.
+        #[arg(long)]
+        user: Option<String>,
+    },
+}
+
+impl super::Run for Device {
+    fn run(self, global: &super::Global) -> Result<(), CliError> {
+        match self.command {
+            DeviceCommand::Activate {
+                server,
+                key_file,
+                device_id,
+                user,
+                out,
+                ca,
+            } => activate(
+                &ActivateOptions {
+                    server,
+                    key_file,
+                    device_id,
+                    user,
+                    out,
+                    ca,
+                },
+                global.json,
+            ),
+            DeviceCommand::Verify {
+                provider_key,
+                device_key,
+                key_file,
+                device_id,
+                user,
+            } => verify(
+                &provider_key,
+                &device_key,
+                key_file.as_ref(),
+                &device_id,
+                user.as_deref(),
+                global.json,
+            ),
+        }
+    }
+}
+
 /// `seatkeep device activate`.
 pub fn activate(options: &ActivateOptions, json: bool) -> Result<(), CliError> {
     let runtime = tokio::runtime::Builder::new_current_thread()

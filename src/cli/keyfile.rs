@@ -2,15 +2,51 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{CliError, format_time, print_json, read_file};
+use clap::{Args, Subcommand};
+
+use super::{CliError, Global, Run, format_time, print_json, read_file};
 use crate::app::App;
 use crate::config::Config;
 use crate::identity::ServerIdentity;
 use crate::keyfile::{self, TrustedKeys, VerifiedKeyFile};
 use crate::licenses::{self, ImportOutcome, ImportReport};
 
-/// `seatkeep keyfile import FILE...`: imports each file; fails if any was refused.
-pub fn import(app: &App, files: &[PathBuf], json: bool) -> Result<Vec<ImportReport>, CliError> {
+/// Import or inspect key files.
+#[derive(Debug, Args)]
+pub struct Keyfile {
+    #[command(subcommand)]
+    command: KeyfileCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyfileCommand {
+    /// Validate and store key files (new licenses, renewals).
+    Import {
+        /// Key files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Verify a key file for this server and print its claims.
+    Inspect {
+        /// Key file.
+        file: PathBuf,
+    },
+}
+
+impl Run for Keyfile {
+    fn run(self, global: &Global) -> Result<(), CliError> {
+        match self.command {
+            KeyfileCommand::Import { files } => {
+                import(&global.migrated_app()?, &files, global.json)
+            }
+            KeyfileCommand::Inspect { file } => inspect(&global.config()?, &file, global.json),
+        }
+    }
+}
+
+/// `keyfile import`: imports each file; fails if any was refused. With several files each
+/// refusal is also printed on its own line.
+fn import(app: &App, files: &[PathBuf], json: bool) -> Result<(), CliError> {
     let mut reports = Vec::new();
     let mut last_error = None;
     let mut refused = 0;
@@ -46,7 +82,7 @@ pub fn import(app: &App, files: &[PathBuf], json: bool) -> Result<Vec<ImportRepo
             "{refused} of {} key files refused",
             files.len()
         ))),
-        None => Ok(reports),
+        None => Ok(()),
     }
 }
 
@@ -75,8 +111,9 @@ fn describe(report: &ImportReport) -> String {
     }
 }
 
-/// `seatkeep keyfile inspect FILE`: verifies the file for this server and prints its claims.
-pub fn inspect(config: &Config, path: &Path, json: bool) -> Result<(), CliError> {
+/// `keyfile inspect`: verifies the file for this server and prints its claims; fails when
+/// the file is outside its term (after printing them).
+fn inspect(config: &Config, path: &Path, json: bool) -> Result<(), CliError> {
     let identity = ServerIdentity::load(&config.resolve(&config.identity.key_file))?;
     let trusted = TrustedKeys::load(&config.provider.trusted_keys, &config.base_dir)
         .map_err(crate::app::StartError::from)?;

@@ -1,15 +1,20 @@
-//! What each `seatkeep` command does. `main.rs` parses arguments and calls in here; the
-//! functions here call the same library functions the server and console use.
+//! The `seatkeep` command line (DESIGN §4). Each command group is one file here holding its
+//! clap arguments and a `run` that calls the same library functions the server and console
+//! use, then prints the result: text, or JSON with `--json`. `main.rs` only parses [`Cli`] and
+//! calls [`Cli::run`].
 
-pub mod admin;
-pub mod device;
-pub mod keyfile;
-pub mod provider;
-pub mod quickstart;
-pub mod seats;
-pub mod server;
+mod admin;
+mod device;
+mod keyfile;
+mod licenses;
+mod provider;
+mod quickstart;
+mod seats;
+mod server;
 
 use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::admins::AdminError;
 use crate::app::{App, StartError};
@@ -19,8 +24,120 @@ use crate::identity::IdentityError;
 use crate::keyfile::KeyFileError;
 use crate::licenses::ImportError;
 use crate::seats::SeatError;
-use crate::signing::SigningError;
+use crate::signing::{KeyType, SigningError};
 use crate::web::ServeError;
+
+#[derive(Debug, Parser)]
+#[command(name = "seatkeep", version, about = "On-premises site-license server")]
+pub struct Cli {
+    /// Config file (default: ./seatkeep.toml when present, then the built-in defaults).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Print data as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+impl Cli {
+    /// Runs the parsed command.
+    pub fn run(self) -> Result<(), CliError> {
+        let global = Global {
+            config: self.config,
+            json: self.json,
+        };
+        self.command.run(&global)
+    }
+}
+
+/// The flags every command takes (`--config`, `--json`).
+struct Global {
+    config: Option<PathBuf>,
+    json: bool,
+}
+
+impl Global {
+    fn config(&self) -> Result<Config, CliError> {
+        Ok(Config::load(self.config.as_deref())?)
+    }
+
+    /// The application, database not migrated (for `migrate` itself).
+    fn app(&self) -> Result<App, CliError> {
+        Ok(App::load(self.config()?)?)
+    }
+
+    /// The application with pending migrations applied.
+    fn migrated_app(&self) -> Result<App, CliError> {
+        let app = self.app()?;
+        app.db.migrate()?;
+        Ok(app)
+    }
+}
+
+/// A command or command group: its parsed arguments, run with the global flags.
+trait Run {
+    fn run(self, global: &Global) -> Result<(), CliError>;
+}
+
+/// Declares the top-level commands and their dispatch from one list of `Variant(Type)`, where
+/// `Type` is `clap::Args` (its doc comment is the command's help) and [`Run`]. The variant
+/// name, in kebab case, is the command's name.
+macro_rules! commands {
+    ($($variant:ident($ty:ty),)*) => {
+        #[derive(Debug, Subcommand)]
+        enum Command {
+            $($variant($ty),)*
+        }
+
+        impl Command {
+            fn run(self, global: &Global) -> Result<(), CliError> {
+                match self {
+                    $(Self::$variant(command) => command.run(global),)*
+                }
+            }
+        }
+    };
+}
+
+// In `seatkeep --help` order. A new command group is a file in this folder with its `Args`
+// type and `Run`, its `mod` line above, and one line here.
+commands! {
+    Init(server::Init),
+    Serve(server::Serve),
+    Quickstart(quickstart::Quickstart),
+    Migrate(server::Migrate),
+    Keyfile(keyfile::Keyfile),
+    Licenses(licenses::Licenses),
+    Seats(seats::Seats),
+    Admin(admin::Admin),
+    Provider(provider::Provider),
+    Device(device::Device),
+}
+
+/// `--algorithm` of `init` and `provider keygen`: the [`KeyType`]s by their command-line names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum KeyTypeArg {
+    /// Ed25519 (default): small, fast, constant time.
+    #[value(name = "ed25519")]
+    Ed25519,
+    /// RSA 2048 bit, for verifiers that only know RSA.
+    #[value(name = "rsa-2048")]
+    Rsa2048,
+    /// RSA 3072 bit.
+    #[value(name = "rsa-3072")]
+    Rsa3072,
+}
+
+impl From<KeyTypeArg> for KeyType {
+    fn from(arg: KeyTypeArg) -> Self {
+        match arg {
+            KeyTypeArg::Ed25519 => Self::Ed25519,
+            KeyTypeArg::Rsa2048 => Self::Rsa2048,
+            KeyTypeArg::Rsa3072 => Self::Rsa3072,
+        }
+    }
+}
 
 /// A command failed; the message is the one line printed on stderr.
 #[derive(Debug, thiserror::Error)]
@@ -28,60 +145,38 @@ pub enum CliError {
     /// Start-up failed (config, keys, database).
     #[error(transparent)]
     Start(#[from] StartError),
-    /// Config problem.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// Identity problem.
     #[error(transparent)]
     Identity(#[from] IdentityError),
-    /// Key file refused.
     #[error("{path}: {source}")]
-    KeyFile {
-        /// File.
-        path: PathBuf,
-        /// Why.
-        source: KeyFileError,
-    },
-    /// Import refused.
+    KeyFile { path: PathBuf, source: KeyFileError },
     #[error("{path}: {source}")]
-    Import {
-        /// File.
-        path: PathBuf,
-        /// Why.
-        source: ImportError,
-    },
-    /// Seat operation refused.
+    Import { path: PathBuf, source: ImportError },
     #[error(transparent)]
     Seat(#[from] SeatError),
-    /// Admin operation refused.
     #[error(transparent)]
     Admin(#[from] AdminError),
-    /// Database problem.
     #[error(transparent)]
     Db(#[from] DbError),
-    /// Signing problem.
     #[error(transparent)]
     Signing(#[from] SigningError),
-    /// Server problem.
     #[error(transparent)]
     Serve(#[from] ServeError),
-    /// Device client problem.
+    /// The device client could not activate.
     #[error(transparent)]
     Client(#[from] crate::client::ClientError),
-    /// Offline verification failed.
+    /// Offline verification of a device key failed.
     #[error("invalid: {0}")]
     Verify(#[from] crate::client::VerifyError),
-    /// File I/O.
     #[error("{action} {path}: {source}")]
     Io {
-        /// What we tried.
+        /// `cannot read`, `cannot write`, `cannot create`.
         action: &'static str,
-        /// File.
         path: PathBuf,
-        /// Cause.
         source: std::io::Error,
     },
-    /// Bad arguments.
+    /// Bad arguments, or any other refusal already worded for the user.
     #[error("{0}")]
     Usage(String),
 }
@@ -93,7 +188,7 @@ impl From<diesel::result::Error> for CliError {
 }
 
 /// Reads a file, naming it in the error.
-pub fn read_file(path: &Path) -> Result<Vec<u8>, CliError> {
+fn read_file(path: &Path) -> Result<Vec<u8>, CliError> {
     std::fs::read(path).map_err(|source| CliError::Io {
         action: "cannot read",
         path: path.to_path_buf(),
@@ -102,7 +197,7 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>, CliError> {
 }
 
 /// Writes a file, naming it in the error.
-pub fn write_file(path: &Path, contents: &[u8]) -> Result<(), CliError> {
+fn write_file(path: &Path, contents: &[u8]) -> Result<(), CliError> {
     std::fs::write(path, contents).map_err(|source| CliError::Io {
         action: "cannot write",
         path: path.to_path_buf(),
@@ -111,7 +206,7 @@ pub fn write_file(path: &Path, contents: &[u8]) -> Result<(), CliError> {
 }
 
 /// Creates a folder and its parents, naming it in the error.
-pub fn create_dir(path: &Path) -> Result<(), CliError> {
+fn create_dir(path: &Path) -> Result<(), CliError> {
     std::fs::create_dir_all(path).map_err(|source| CliError::Io {
         action: "cannot create",
         path: path.to_path_buf(),
@@ -119,14 +214,8 @@ pub fn create_dir(path: &Path) -> Result<(), CliError> {
     })
 }
 
-/// Loads config and application (without migrating).
-pub fn load_app(config: Option<&Path>) -> Result<App, CliError> {
-    let config = Config::load(config)?;
-    Ok(App::load(config)?)
-}
-
 /// Prints a value as pretty JSON on stdout.
-pub fn print_json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {
+fn print_json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|e| CliError::Usage(format!("cannot encode output: {e}")))?;
     println!("{text}");
@@ -134,12 +223,24 @@ pub fn print_json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {
 }
 
 /// Formats unix seconds as RFC 3339 (UTC), or "never".
-pub fn format_time(unix: Option<i64>) -> String {
+fn format_time(unix: Option<i64>) -> String {
     match unix.and_then(|t| u64::try_from(t).ok()) {
         Some(t) => humantime::format_rfc3339_seconds(
             std::time::UNIX_EPOCH + std::time::Duration::from_secs(t),
         )
         .to_string(),
         None => "never".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn command_line_is_consistent() {
+        // clap's own checks (duplicate names, bad defaults, conflicting ids), which it otherwise
+        // runs only when a debug build parses arguments.
+        super::Cli::command().debug_assert();
     }
 }

@@ -4,16 +4,96 @@
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
+use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Map, Value, json};
 
-use super::{CliError, create_dir, read_file, write_file};
+use super::{CliError, Global, KeyTypeArg, Run, create_dir, print_json, read_file, write_file};
 use crate::identity::write_private;
 use crate::jws::JwsAlgorithm;
 use crate::keyfile::{self, KeyFileClaims, LicenseModel};
 use crate::signing::{KeyType, SigningKey};
 
+/// The provider's side: keys and key files.
+#[derive(Debug, Args)]
+pub struct Provider {
+    #[command(subcommand)]
+    command: ProviderCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ProviderCommand {
+    /// Create a provider key pair: DIR/KID.pem and DIR/KID.pub.pem.
+    Keygen {
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Key type.
+        #[arg(long, value_enum, default_value_t = KeyTypeArg::Ed25519)]
+        algorithm: KeyTypeArg,
+        /// Key id.
+        #[arg(long, default_value = "provider-1")]
+        kid: String,
+        /// Provider id, for the printed config block.
+        #[arg(long, default_value = "provider.example")]
+        provider: String,
+    },
+    /// Sign a key file.
+    Issue(Box<IssueArgs>),
+}
+
+impl Run for Provider {
+    fn run(self, global: &Global) -> Result<(), CliError> {
+        match self.command {
+            ProviderCommand::Keygen {
+                out,
+                algorithm,
+                kid,
+                provider,
+            } => {
+                let generated = keygen(&out, algorithm.into(), &kid)?;
+                if global.json {
+                    return print_json(&generated);
+                }
+                println!(
+                    "provider key '{}' ({}) written to {}; public key {}",
+                    generated.kid,
+                    generated.algorithm,
+                    generated.private_key.display(),
+                    generated.public_key.display()
+                );
+                println!("\nTrust it on a Seatkeep server with:\n");
+                print!(
+                    "{}",
+                    trusted_key_block(
+                        &generated.kid,
+                        &provider,
+                        generated.algorithm,
+                        &generated.public_key
+                    )
+                );
+                Ok(())
+            }
+            ProviderCommand::Issue(args) => {
+                let claims = issue(&args)?;
+                if global.json {
+                    return print_json(&claims);
+                }
+                println!(
+                    "key file for license {} (seq {}, {} seats) written to {}",
+                    claims.lic,
+                    claims.seq,
+                    claims.seats,
+                    args.out.display()
+                );
+                Ok(())
+            }
+        }
+    }
+}
+
 /// Flags of `seatkeep provider issue`: every claim of DESIGN §3, over an optional claims file.
-#[derive(Debug, Clone, clap::Args)]
+/// Also built by the quickstart.
+#[derive(Debug, Clone, Args)]
 pub struct IssueArgs {
     /// Provider private key (PKCS#8 PEM).
     #[arg(long)]
@@ -80,7 +160,7 @@ pub struct IssueArgs {
     pub edition: Option<i64>,
     /// License model.
     #[arg(long, value_enum)]
-    pub model: Option<LicenseModel>,
+    pub model: Option<ModelArg>,
     /// Seats bought.
     #[arg(long, allow_hyphen_values = true)]
     pub seats: Option<i64>,
@@ -113,20 +193,44 @@ pub struct IssueArgs {
     pub partner: Option<String>,
 }
 
-/// What `provider keygen` wrote.
+/// `--model`: the [`LicenseModel`]s by their claim values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModelArg {
+    /// N devices; a seat is held until retired or returned.
+    #[value(name = "node_locked")]
+    NodeLocked,
+    /// The first device to activate holds the license.
+    #[value(name = "single_device")]
+    SingleDevice,
+    /// Not served yet by this version.
+    #[value(name = "floating")]
+    Floating,
+    /// Not served yet by this version.
+    #[value(name = "metered")]
+    Metered,
+}
+
+impl From<ModelArg> for LicenseModel {
+    fn from(arg: ModelArg) -> Self {
+        match arg {
+            ModelArg::NodeLocked => Self::NodeLocked,
+            ModelArg::SingleDevice => Self::SingleDevice,
+            ModelArg::Floating => Self::Floating,
+            ModelArg::Metered => Self::Metered,
+        }
+    }
+}
+
+/// What `provider keygen` wrote (its `--json` output).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct GeneratedProviderKey {
-    /// Key id.
     pub kid: String,
-    /// Algorithm.
     pub algorithm: JwsAlgorithm,
-    /// Private key file.
     pub private_key: PathBuf,
-    /// Public key file.
     pub public_key: PathBuf,
 }
 
-/// `seatkeep provider keygen --out DIR`: writes `DIR/KID.pem` (0600) and `DIR/KID.pub.pem`.
+/// Writes `DIR/KID.pem` (0600) and `DIR/KID.pub.pem`.
 pub fn keygen(out: &Path, key_type: KeyType, kid: &str) -> Result<GeneratedProviderKey, CliError> {
     if kid.is_empty()
         || !kid
@@ -254,7 +358,7 @@ fn server_binding(args: &IssueArgs) -> Result<Option<Value>, CliError> {
 }
 
 /// Builds the claims from the file and the flags, with defaults for `jti`, `iat`, `seq`.
-pub fn build_claims(args: &IssueArgs, now: i64) -> Result<KeyFileClaims, CliError> {
+fn build_claims(args: &IssueArgs, now: i64) -> Result<KeyFileClaims, CliError> {
     let mut map = match &args.claims {
         Some(path) => read_claims_file(path)?,
         None => Map::new(),
@@ -299,7 +403,11 @@ pub fn build_claims(args: &IssueArgs, now: i64) -> Result<KeyFileClaims, CliErro
         }
     }
     if let Some(model) = args.model {
-        set(&mut map, &["model"], json!(model.as_str()));
+        set(
+            &mut map,
+            &["model"],
+            json!(LicenseModel::from(model).as_str()),
+        );
     }
     if !args.admins.is_empty() {
         set(&mut map, &["admins"], json!(args.admins));
@@ -323,7 +431,7 @@ pub fn build_claims(args: &IssueArgs, now: i64) -> Result<KeyFileClaims, CliErro
     })
 }
 
-/// `seatkeep provider issue`: signs the claims into an armored key file at `--out`.
+/// Signs the claims into an armored key file at `--out`.
 pub fn issue(args: &IssueArgs) -> Result<KeyFileClaims, CliError> {
     let claims = build_claims(args, crate::clock::default_source().now())?;
     let key = SigningKey::from_pem(&read_file(&args.key)?, args.algorithm)?;

@@ -4,9 +4,11 @@
 
 use std::path::{Path, PathBuf};
 
-use super::provider::{IssueArgs, keygen, trusted_key_block};
-use super::server::{CONFIG_FILE, KEY_FILE, initial_config};
-use super::{CliError, write_file};
+use clap::Args;
+
+use super::provider::{IssueArgs, ModelArg, keygen, trusted_key_block};
+use super::server::{CONFIG_FILE, KEY_FILE, init_logging, initial_config, serve};
+use super::{CliError, Global, Run, write_file};
 use crate::admins::{self, Role};
 use crate::app::App;
 use crate::config::Config;
@@ -15,13 +17,31 @@ use crate::licenses::{self, ImportOutcome};
 use crate::signing::KeyType;
 
 /// Demo provider id (`iss`).
-pub const DEMO_PROVIDER: &str = "demo-provider.example";
-/// Demo provider key id.
-pub const DEMO_KID: &str = "demo-provider-1";
-/// Demo license id.
-pub const DEMO_LICENSE: &str = "DEMO-WORDSMITH";
+const DEMO_PROVIDER: &str = "demo-provider.example";
+const DEMO_KID: &str = "demo-provider-1";
+const DEMO_LICENSE: &str = "DEMO-WORDSMITH";
 /// Name of the owner account.
-pub const DEMO_ADMIN: &str = "admin";
+const DEMO_ADMIN: &str = "admin";
+
+/// Try it: init + demo provider + demo key file + admin user + serve.
+#[derive(Debug, Args)]
+pub struct Quickstart {
+    /// Folder holding everything.
+    #[arg(long, default_value = "data")]
+    data_dir: PathBuf,
+    /// Listen address (default 127.0.0.1:8080).
+    #[arg(long)]
+    listen: Option<String>,
+}
+
+impl Run for Quickstart {
+    /// `--config` and `--json` do not apply: the quickstart writes its own config and prints
+    /// a welcome text.
+    fn run(self, _global: &Global) -> Result<(), CliError> {
+        init_logging(&Config::from_sources(None, &[])?);
+        quickstart(&self.data_dir, self.listen.as_deref())
+    }
+}
 
 /// Paths the quickstart uses inside its folder.
 struct Layout {
@@ -46,8 +66,8 @@ impl Layout {
     }
 }
 
-/// Runs the quickstart: prepares what is missing, imports, prints how to use it, serves.
-pub fn run(dir: &Path, listen: Option<&str>) -> Result<(), CliError> {
+/// Prepares what is missing, imports, prints how to use it, serves.
+fn quickstart(dir: &Path, listen: Option<&str>) -> Result<(), CliError> {
     let layout = Layout::new(dir);
     super::create_dir(&layout.dir)?;
     let server_key = layout.dir.join(KEY_FILE);
@@ -92,7 +112,7 @@ pub fn run(dir: &Path, listen: Option<&str>) -> Result<(), CliError> {
     };
     print_welcome(&layout, &config, &app, report.outcome, password.as_deref());
     drop(app);
-    super::server::serve(config)
+    serve(config)
 }
 
 fn issue_demo_key_file(layout: &Layout, server_key: &Path) -> Result<(), CliError> {
@@ -118,7 +138,7 @@ fn issue_demo_key_file(layout: &Layout, server_key: &Path) -> Result<(), CliErro
         product_id: Some("wordsmith".to_owned()),
         product_name: Some("WordSmith".to_owned()),
         edition: Some(0),
-        model: Some(crate::keyfile::LicenseModel::NodeLocked),
+        model: Some(ModelArg::NodeLocked),
         seats: Some(5),
         admins: vec!["purchasing@demo-corp.example".to_owned()],
         reissue_limit: None,

@@ -1,11 +1,13 @@
-//! `init`, `serve`, `migrate`.
+//! `init`, `serve`, `migrate`, and the logging that `serve` and `quickstart` start.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{CliError, create_dir, write_file};
+use clap::Args;
+
+use super::{CliError, Global, KeyTypeArg, Run, create_dir, print_json, write_file};
 use crate::app::App;
-use crate::config::Config;
+use crate::config::{Config, LogFormat};
 use crate::identity::ServerIdentity;
 use crate::signing::KeyType;
 
@@ -13,6 +15,64 @@ use crate::signing::KeyType;
 pub const CONFIG_FILE: &str = "seatkeep.toml";
 /// Name of the server key `init` writes.
 pub const KEY_FILE: &str = "server-key.pem";
+
+/// Create a config and the server key pair; print the server id.
+#[derive(Debug, Args)]
+pub struct Init {
+    /// Folder for seatkeep.toml, server-key.pem and server-key.pub.pem.
+    #[arg(long, default_value = "data")]
+    data_dir: PathBuf,
+    /// Server key type.
+    #[arg(long, value_enum, default_value_t = KeyTypeArg::Ed25519)]
+    algorithm: KeyTypeArg,
+    /// Replace an existing server key (device keys it signed stop verifying).
+    #[arg(long)]
+    force: bool,
+}
+
+impl Run for Init {
+    fn run(self, global: &Global) -> Result<(), CliError> {
+        let identity = init(&self.data_dir, self.algorithm.into(), self.force)?;
+        let config = self.data_dir.join(CONFIG_FILE);
+        if global.json {
+            return print_json(&serde_json::json!({
+                "server_id": identity.id(),
+                "config": config,
+            }));
+        }
+        println!("{}", identity.id());
+        eprintln!(
+            "server key written to {}; config: {}",
+            self.data_dir.join(KEY_FILE).display(),
+            config.display()
+        );
+        Ok(())
+    }
+}
+
+/// Run the server (applies migrations first).
+#[derive(Debug, Args)]
+pub struct Serve;
+
+impl Run for Serve {
+    fn run(self, global: &Global) -> Result<(), CliError> {
+        let config = global.config()?;
+        init_logging(&config);
+        serve(config)
+    }
+}
+
+/// Apply database migrations.
+#[derive(Debug, Args)]
+pub struct Migrate;
+
+impl Run for Migrate {
+    fn run(self, global: &Global) -> Result<(), CliError> {
+        let applied = global.app()?.db.migrate()?;
+        println!("{applied} migrations applied");
+        Ok(())
+    }
+}
 
 /// The config `init` writes: only what differs from the built-in defaults.
 pub fn initial_config(trusted_keys: &str) -> String {
@@ -27,8 +87,8 @@ pub fn initial_config(trusted_keys: &str) -> String {
     )
 }
 
-/// `seatkeep init`: writes the config (if missing) and a new server key; prints the id.
-pub fn init(data_dir: &Path, key_type: KeyType, force: bool) -> Result<ServerIdentity, CliError> {
+/// Writes the config (if missing) and a new server key.
+fn init(data_dir: &Path, key_type: KeyType, force: bool) -> Result<ServerIdentity, CliError> {
     create_dir(data_dir)?;
     let identity = ServerIdentity::create(&data_dir.join(KEY_FILE), key_type, force)?;
     let config_path = data_dir.join(CONFIG_FILE);
@@ -41,12 +101,7 @@ pub fn init(data_dir: &Path, key_type: KeyType, force: bool) -> Result<ServerIde
     Ok(identity)
 }
 
-/// `seatkeep migrate`: applies pending migrations.
-pub fn migrate(app: &App) -> Result<usize, CliError> {
-    Ok(app.db.migrate()?)
-}
-
-/// `seatkeep serve`: migrates, then serves until SIGTERM/SIGINT.
+/// Migrates, then serves until SIGTERM/SIGINT.
 pub fn serve(config: Config) -> Result<(), CliError> {
     let app = Arc::new(App::load(config)?);
     let applied = app.db.migrate()?;
@@ -61,4 +116,19 @@ pub fn serve(config: Config) -> Result<(), CliError> {
     }
     actix_web::rt::System::new().block_on(crate::web::serve(app))?;
     Ok(())
+}
+
+/// Starts logging to stderr from the config's `[log]` section (RUST_LOG wins).
+pub fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let _ = match config.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
 }

@@ -76,20 +76,16 @@ pub struct Product {
 }
 
 /// How seats are held.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LicenseModel {
     /// N devices; a seat is held until retired or returned.
-    #[value(name = "node_locked")]
     NodeLocked,
     /// The first device to activate holds the license.
-    #[value(name = "single_device")]
     SingleDevice,
     /// Not served yet by this version.
-    #[value(name = "floating")]
     Floating,
     /// Not served yet by this version.
-    #[value(name = "metered")]
     Metered,
 }
 

@@ -64,11 +64,9 @@ impl ActivationTemplate {
 pub struct Phase {
     /// Name in the report.
     pub name: &'static str,
-    /// The request.
     pub template: ActivationTemplate,
     /// Device numbers, in the order they are sent.
     pub devices: Vec<u32>,
-    /// Wall-clock cap.
     pub time_cap: Duration,
 }
 

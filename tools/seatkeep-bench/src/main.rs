@@ -11,7 +11,7 @@
 //! exit status is non-zero when that check fails.
 //!
 //! ```text
-//! cargo run --release --bin seatkeep-bench -- [--json] [--connections 32]
+//! cargo run --release -p seatkeep-bench -- [--json] [--connections 32]
 //!     [--algorithm ed25519|rsa-2048] [--postgres URL] [--devices N]
 //! ```
 
@@ -28,8 +28,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum as _};
-use seatkeep::signing::KeyType;
+use clap::{Parser, ValueEnum};
 
 use error::{BenchError, Context, Result};
 use load::{ActivationTemplate, Outcome, Phase};
@@ -88,7 +87,22 @@ struct Args {
     phase_hook: Option<String>,
 }
 
+/// The server key types of `seatkeep init --algorithm`, by the same names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum KeyType {
+    /// Ed25519 (default): small, fast, constant time.
+    #[value(name = "ed25519")]
+    Ed25519,
+    /// RSA 2048 bit, for verifiers that only know RSA.
+    #[value(name = "rsa-2048")]
+    Rsa2048,
+    /// RSA 3072 bit.
+    #[value(name = "rsa-3072")]
+    Rsa3072,
+}
+
 impl Args {
+    /// The `--algorithm` value passed on to `seatkeep init`.
     fn algorithm_name(&self) -> String {
         self.algorithm
             .to_possible_value()

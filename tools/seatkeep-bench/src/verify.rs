@@ -9,7 +9,6 @@ use crate::setup::DbTarget;
 /// One license's seats: granted (201 answers) against what the database says.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct LicenseCheck {
-    /// License id.
     pub license: String,
     /// Seats bought.
     pub seats: u32,

@@ -71,7 +71,6 @@ pub struct Limits {
     pub signatures_per_second_one_core: f64,
     /// Each measurement (before, after).
     pub signatures_measured: Vec<f64>,
-    /// JWS algorithm.
     pub signature_algorithm: String,
     /// Signatures per second × cores.
     pub signatures_per_second_all_cores: f64,
@@ -95,13 +94,10 @@ pub struct Ratios {
 pub struct Target {
     /// What is measured.
     pub name: String,
-    /// Measured value.
     pub value: f64,
     /// `>=` or `<=`.
     pub rule: &'static str,
-    /// Threshold.
     pub threshold: f64,
-    /// Met.
     pub met: bool,
     /// How far off, in percent of the threshold (0 when met).
     pub missed_by_percent: f64,
@@ -151,7 +147,6 @@ impl Target {
 pub struct Check {
     /// Every license agrees and no request went unanswered.
     pub ok: bool,
-    /// Per license.
     pub licenses: Vec<LicenseCheck>,
     /// Requests without an answer, over all phases (their outcome is unknown).
     pub unanswered: u64,
@@ -160,7 +155,6 @@ pub struct Check {
 /// Everything the benchmark prints.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    /// Configuration.
     pub run: RunInfo,
     /// Distinct devices, first time.
     pub new_activations: PhaseReport,
@@ -170,27 +164,21 @@ pub struct Report {
     pub exhaustion: PhaseReport,
     /// Seats of the exhaustion license.
     pub exhaustion_seats: u32,
-    /// Server memory at the end of the run, MiB.
+    /// Peak server RSS over the run, MiB.
     pub server_peak_rss_mib: f64,
     /// Current server RSS at the end of the run, MiB.
     pub server_rss_mib: f64,
-    /// Machine limits.
     pub limits: Limits,
-    /// Ratios.
     pub ratios: Ratios,
     /// Targets of the issue.
     pub targets: Vec<Target>,
-    /// Database check.
     pub check: Check,
 }
 
 /// The measured phases.
 pub struct Phases<'a> {
-    /// New activations.
     pub new: &'a Outcome,
-    /// Repeat activations.
     pub repeat: &'a Outcome,
-    /// Exhaustion run.
     pub exhaustion: &'a Outcome,
     /// Seats of the exhaustion license.
     pub exhaustion_seats: u32,

@@ -27,7 +27,6 @@ pub struct Memory {
 /// A running `seatkeep serve`; killed on drop if still running.
 pub struct Server {
     child: Child,
-    /// Bound address.
     pub addr: SocketAddr,
     log: PathBuf,
 }
@@ -65,7 +64,6 @@ impl Server {
         Ok(server)
     }
 
-    /// Process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

@@ -7,7 +7,6 @@ use std::fmt;
 pub struct BenchError(String);
 
 impl BenchError {
-    /// An error with this message.
     pub fn new(message: impl Into<String>) -> Self {
         Self(message.into())
     }
@@ -21,7 +20,6 @@ impl fmt::Display for BenchError {
 
 impl std::error::Error for BenchError {}
 
-/// Result of a benchmark step.
 pub type Result<T> = std::result::Result<T, BenchError>;
 
 /// Adds what was being done to any displayable error.

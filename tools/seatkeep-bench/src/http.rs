@@ -23,9 +23,7 @@ pub struct Connection {
 
 /// A response, borrowing the connection's buffer.
 pub struct Response<'a> {
-    /// Status code.
     pub status: u16,
-    /// Body.
     pub body: &'a [u8],
     /// The server will close the connection (`Connection: close`).
     pub close: bool,

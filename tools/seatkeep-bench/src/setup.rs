@@ -26,7 +26,6 @@ pub enum DbTarget {
         admin_url: String,
         /// URL of our database.
         url: String,
-        /// Its name.
         name: String,
     },
 }
@@ -67,7 +66,6 @@ impl DbTarget {
 /// A license the benchmark issued and imported.
 #[derive(Debug, Clone)]
 pub struct License {
-    /// License id.
     pub id: String,
     /// Seats bought.
     pub seats: u32,
@@ -77,17 +75,16 @@ pub struct License {
 
 /// The temporary data folder (removed on drop unless kept) and its database.
 pub struct Workspace {
-    /// The folder.
     pub dir: PathBuf,
     /// The `seatkeep` binary under test.
     pub bin: PathBuf,
-    /// The server's database.
     pub db: DbTarget,
     keep: bool,
 }
 
-/// Under `cargo run --release`, builds the release server first (a no-op when it is fresh),
-/// so a fresh clone needs only the one documented command.
+/// Under `cargo run --release -p seatkeep-bench`, builds the release server first (a no-op
+/// when it is fresh), so a fresh clone needs only the one documented command. Both packages
+/// are in one workspace, so the server lands in the same target folder as this executable.
 fn build_server_when_run_by_cargo(dir: &Path) -> Result<()> {
     let (Some(cargo), Some(manifest_dir)) = (
         std::env::var_os("CARGO"),
@@ -98,12 +95,14 @@ fn build_server_when_run_by_cargo(dir: &Path) -> Result<()> {
     if dir.file_name() != Some(OsStr::new("release")) {
         return Ok(());
     }
-    eprintln!("seatkeep-bench: cargo build --release --bin seatkeep");
+    eprintln!("seatkeep-bench: cargo build --release -p seatkeep --bin seatkeep");
     let status = std::process::Command::new(cargo)
         .args([
             "build",
             "--release",
             "--quiet",
+            "-p",
+            "seatkeep",
             "--bin",
             "seatkeep",
             "--manifest-path",
@@ -129,7 +128,7 @@ pub fn locate_server_binary() -> Result<PathBuf> {
     let bin = dir.join("seatkeep");
     if !bin.is_file() {
         return Err(BenchError::new(format!(
-            "{} not found: build the server first with `cargo build --release`",
+            "{} not found: build the server first with `cargo build --release -p seatkeep`",
             bin.display()
         )));
     }
@@ -145,7 +144,7 @@ pub fn locate_server_binary() -> Result<PathBuf> {
     {
         eprintln!(
             "seatkeep-bench: warning: {} is older than this benchmark and may be stale; \
-             `cargo build --release` rebuilds both",
+             `cargo build --release --workspace` rebuilds both",
             bin.display()
         );
     }
@@ -168,7 +167,6 @@ impl Workspace {
         Ok(Self { dir, bin, db, keep })
     }
 
-    /// The server's config file.
     pub fn config(&self) -> PathBuf {
         self.dir.join("seatkeep.toml")
     }

@@ -97,8 +97,8 @@ fn device_key_signing_input(key: &SigningKey) -> Result<String> {
         },
         seat: "st_AAAAAAAAAAAAAAAAAAAAAA".into(),
         r#gen: 1,
-        iat: seatkeep::clock::TimeSource::now(&seatkeep::clock::SystemTime),
-        exp: Some(seatkeep::clock::TimeSource::now(&seatkeep::clock::SystemTime) + 365 * 86400),
+        iat: now_unix(),
+        exp: Some(now_unix() + 365 * 86400),
         model: "node_locked".into(),
     };
     let jws = key
@@ -181,12 +181,17 @@ fn seat_transaction(conn: &mut DbConn, begin: &str, n: u64, device_key: &str) ->
     .bind::<Text, _>(format!("st_{n}"))
     .bind::<Text, _>(format!("dev-{n}"))
     .bind::<Text, _>(device_key)
-    .bind::<BigInt, _>(seatkeep::clock::TimeSource::now(
-        &seatkeep::clock::SystemTime,
-    ))
+    .bind::<BigInt, _>(now_unix())
     .execute(conn)
     .context("insert a seat")?;
     conn.batch_execute("COMMIT").context("commit")
+}
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// The settings that make a commit durable, read back from the database.
