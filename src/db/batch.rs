@@ -5,9 +5,15 @@
 //! (PostgreSQL). Under load many activations wait for that at once; committing them together
 //! pays it once per batch instead of once per activation. A job's answer is released only
 //! after the batch has committed, so nothing is acknowledged that is not durable.
+//!
+//! Refused activations are not jobs of their own: the refusals of a batch are added up per
+//! license and hour and written as one upsert each, after the other jobs, so a flood of
+//! refusals costs a few statements per batch and does not crowd out other licenses' grants.
 
+use std::collections::BTreeMap;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
+use super::refusals::{self, RefusalCount};
 use super::{DbConn, DbError, Manager};
 
 /// Most jobs committed together.
@@ -20,11 +26,19 @@ type Completion = Box<dyn FnOnce(Result<(), &DbError>) + Send>;
 /// Runs a job's statements inside the batch's transaction.
 type Work = Box<dyn FnOnce(&mut DbConn) -> Completion + Send>;
 
-/// A queued job and the key that orders it within its batch.
-struct Job {
-    order: String,
-    work: Work,
+/// What the writer is asked to do.
+enum Job {
+    /// Statements, ordered within the batch by `order`.
+    Write { order: String, work: Work },
+    /// One refused activation to count; `done` hears the commit's outcome.
+    Refusal {
+        count: RefusalCount,
+        done: SyncSender<Result<(), DbError>>,
+    },
 }
+
+/// The refusals of one batch for one license and hour, and who waits for them.
+type RefusalGroup = (RefusalCount, Vec<SyncSender<Result<(), DbError>>>);
 
 /// Handle to the writer thread.
 #[derive(Debug)]
@@ -63,7 +77,7 @@ impl GroupCommit {
                 let _ = answer.send(result);
             })
         });
-        let job = Job {
+        let job = Job::Write {
             order: order.to_owned(),
             work,
         };
@@ -75,6 +89,19 @@ impl GroupCommit {
             E::from(DbError::Unavailable(
                 "the write was not committed: no database connection".into(),
             ))
+        })?
+    }
+}
+
+impl GroupCommit {
+    /// Counts one refused activation with the next batch and waits for its commit.
+    pub(super) fn count_refusal(&self, count: RefusalCount) -> Result<(), DbError> {
+        let (done, outcome) = sync_channel(1);
+        self.jobs
+            .send(Job::Refusal { count, done })
+            .map_err(|_| DbError::Unavailable("the writer thread stopped".into()))?;
+        outcome.recv().map_err(|_| {
+            DbError::Unavailable("the refusal was not committed: no database connection".into())
         })?
     }
 }
@@ -93,8 +120,9 @@ fn writer(manager: &Manager, queue: &Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        batch.sort_by(|a, b| a.order.cmp(&b.order));
-        let mut completions = Vec::with_capacity(batch.len());
+        let (mut writes, refused) = split(batch);
+        let mut completions = Vec::with_capacity(writes.len());
+        let mut counted = Vec::with_capacity(refused.len());
         if conn
             .as_mut()
             .is_none_or(diesel::r2d2::R2D2Connection::is_broken)
@@ -106,21 +134,65 @@ fn writer(manager: &Manager, queue: &Receiver<Job>) {
         }
         let committed = match conn.as_mut() {
             Some(c) => c.write_transaction(|c| {
-                completions.extend(batch.drain(..).map(|job| (job.work)(c)));
+                completions.extend(writes.drain(..).map(|(_, work)| work(c)));
+                // Counters after every other job: their rows are locked last, in key order,
+                // on every instance.
+                for (count, waiting) in refused.into_values() {
+                    let added = diesel::Connection::transaction(c, |c| refusals::add(c, &count));
+                    counted.push((added, waiting));
+                }
                 Ok::<(), DbError>(())
             }),
             None => Err(DbError::Unavailable("no database connection".into())),
         };
         if let Err(e) = &committed {
-            tracing::error!(error = %e, jobs = completions.len() + batch.len(), "group commit failed");
+            tracing::error!(error = %e, jobs = completions.len() + writes.len(), "group commit failed");
             // Start the next batch on a fresh connection.
             conn = None;
         }
         // Jobs never started (no connection) fail too; their closures are dropped, which
         // closes their answer channels.
-        drop(batch);
+        drop(writes);
+        for (added, waiting) in counted {
+            let failure = match (&committed, &added) {
+                (Ok(()), Ok(())) => None,
+                (Err(e), _) | (_, Err(e)) => Some(format!("the refusal was not counted: {e}")),
+            };
+            for done in waiting {
+                let _ = done.send(match &failure {
+                    None => Ok(()),
+                    Some(why) => Err(DbError::Unavailable(why.clone())),
+                });
+            }
+        }
         for complete in completions {
             complete(committed.as_ref().map(|_| ()));
         }
     }
+}
+
+/// Splits a batch into its writes, in lock order, and its refusals, added up per license and
+/// hour (in key order).
+fn split(batch: Vec<Job>) -> (Vec<(String, Work)>, BTreeMap<(String, i64), RefusalGroup>) {
+    let mut writes = Vec::with_capacity(batch.len());
+    let mut refused: BTreeMap<(String, i64), RefusalGroup> = BTreeMap::new();
+    for job in batch {
+        match job {
+            Job::Write { order, work } => writes.push((order, work)),
+            Job::Refusal { count, done } => {
+                let key = (count.license_id.clone(), count.bucket);
+                match refused.get_mut(&key) {
+                    Some((total, waiting)) => {
+                        total.absorb(&count);
+                        waiting.push(done);
+                    }
+                    None => {
+                        refused.insert(key, (count, vec![done]));
+                    }
+                }
+            }
+        }
+    }
+    writes.sort_by(|a, b| a.0.cmp(&b.0));
+    (writes, refused)
 }

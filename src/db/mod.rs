@@ -3,6 +3,7 @@
 
 pub mod batch;
 pub mod models;
+pub mod refusals;
 pub mod schema;
 pub mod word;
 
@@ -226,6 +227,13 @@ impl Database {
         F: FnOnce(&mut DbConn) -> Result<T, E> + Send + 'static,
     {
         self.writer.run(order, f)
+    }
+
+    /// Counts a refused activation of `license_id` at `at`, added up with the other refusals
+    /// of the next group commit, and waits until it is durable.
+    pub fn count_refusal(&self, license_id: &str, at: i64) -> Result<(), DbError> {
+        self.writer
+            .count_refusal(refusals::RefusalCount::one(license_id, at))
     }
 
     pub fn backend(&self) -> Backend {

@@ -10,7 +10,7 @@ use super::word::Word;
 use crate::keyfile::LicenseModel;
 use crate::seats::{LicenseStatus, SeatState};
 
-use super::schema::{admins, audit_log, key_files, licenses, seat_refusals, seats};
+use super::schema::{admins, audit_log, key_files, licenses, seats};
 
 /// A license as stored.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset, serde::Serialize)]
@@ -133,15 +133,6 @@ pub struct AuditEntry {
     pub detail: String,
     /// The license's change number.
     pub license_seq: Option<i64>,
-}
-
-/// A refusal to insert.
-#[derive(Debug, Clone, Insertable)]
-#[diesel(table_name = seat_refusals)]
-pub struct NewSeatRefusal<'a> {
-    pub license_id: &'a str,
-    pub device_id: &'a str,
-    pub at: i64,
 }
 
 /// An admin account.

@@ -82,12 +82,13 @@ diesel::table! {
 }
 
 diesel::table! {
-    /// Devices refused because seats were exhausted.
-    seat_refusals (id) {
-        id -> BigInt,
+    /// Activations refused because seats were exhausted, counted per license and hour.
+    refusal_counts (license_id, bucket) {
         license_id -> Text,
-        device_id -> Text,
-        at -> BigInt,
+        bucket -> BigInt,
+        refused -> BigInt,
+        first_at -> BigInt,
+        last_at -> BigInt,
     }
 }
 
@@ -113,14 +114,14 @@ diesel::table! {
 
 diesel::joinable!(key_files -> licenses (license_id));
 diesel::joinable!(seats -> licenses (license_id));
-diesel::joinable!(seat_refusals -> licenses (license_id));
+diesel::joinable!(refusal_counts -> licenses (license_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     licenses,
     key_files,
     seats,
     audit_log,
-    seat_refusals,
+    refusal_counts,
     admins,
     server_state,
 );

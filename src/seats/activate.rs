@@ -5,8 +5,9 @@ use diesel::prelude::*;
 use super::txn::{self, TxnError};
 use super::{Activation, ActivationRequest, SeatError, SeatState, answer, rules, sign_device_key};
 use crate::app::App;
-use crate::db::models::{License, NewSeatRefusal, Seat};
-use crate::db::schema::{licenses, seat_refusals, seats};
+use crate::db::models::{License, Seat};
+use crate::db::refusals::{self, RefusalCount};
+use crate::db::schema::{licenses, seats};
 use crate::db::{DbConn, DbError, is_unique_violation};
 use crate::identity::hash_return_token;
 use crate::journal::{self, Change, ChangeKind};
@@ -40,11 +41,8 @@ pub fn activate(app: &App, req: &ActivationRequest) -> Result<Activation, SeatEr
         }
         app.clock.check(now)?;
         if !rules::has_free_seat(&license) {
-            // Full already: record the refusal without signing anything.
-            let (lic, device_id) = (license.id.clone(), req.device_id.clone());
-            app.db.write(&license.id, move |conn| {
-                record_refusal(conn, &lic, &device_id, now).map_err(SeatError::from)
-            })?;
+            // Full already: count the refusal without signing anything.
+            app.db.count_refusal(&license.id, now)?;
             return Err(exhausted(&license, license.in_use).into());
         }
         let mut seat = next_seat(&license, held.as_ref(), req, device_info.clone(), now);
@@ -149,7 +147,7 @@ fn grant(
     .get_result(conn)
     .optional()?;
     let Some((in_use, seats_bought)) = taken else {
-        record_refusal(conn, &license.id, &seat.device_id, now)?;
+        refusals::add(conn, &RefusalCount::one(&license.id, now))?;
         return Ok(Grant::Exhausted {
             in_use: current_in_use(conn, &license.id)?,
         });
@@ -207,17 +205,6 @@ fn grant(
         },
     )?;
     Ok(Grant::Granted(Box::new(seat)))
-}
-
-fn record_refusal(conn: &mut DbConn, lic: &str, device_id: &str, now: i64) -> QueryResult<()> {
-    diesel::insert_into(seat_refusals::table)
-        .values(NewSeatRefusal {
-            license_id: lic,
-            device_id,
-            at: now,
-        })
-        .execute(conn)?;
-    Ok(())
 }
 
 fn current_in_use(conn: &mut DbConn, lic: &str) -> Result<i64, DbError> {

@@ -71,7 +71,11 @@ async fn exhaustion_under_load(backend: Backend) {
     assert!(other.is_empty(), "unexpected answers: {other:?}");
     assert_eq!((created, refused), (50, 450));
     assert_consistent(&env, 50);
-    assert_eq!(env.db.count("seat_refusals", ""), 450);
+    assert_eq!(env.db.refusals(), 450, "every refusal counted");
+    assert!(
+        env.db.count("refusal_counts", "") <= 2,
+        "450 refusals cost one row per hour"
+    );
 }
 both_backends!(fifty_seats_five_hundred_devices, exhaustion_under_load);
 
@@ -203,3 +207,51 @@ async fn kill_during_load(backend: Backend) {
     assert_consistent(&env, active);
 }
 both_backends!(kill_nine_mid_load_loses_no_granted_seat, kill_during_load);
+
+/// A device refused in a loop: 20,000 refused activations on a full license cost a couple of
+/// counter rows, every refusal is counted exactly, and another license still grants.
+async fn refusal_flood(backend: Backend) {
+    const WORKERS: usize = 32;
+    const PER_WORKER: usize = 625;
+    let env = TestEnv::new(backend);
+    let full = env.import_license("LIC-FULL", 1);
+    let other = env.import_license("LIC-OTHER", 5);
+    let server = Arc::new(env.serve().await);
+    assert_eq!(server.activate(&full, "holder", "Ada").await.0, 201);
+    let rows_before = env.db.count("audit_log", "")
+        + env.db.count("seats", "")
+        + env.db.count("refusal_counts", "");
+    let workers = (0..WORKERS).map(|w| {
+        let (server, full) = (Arc::clone(&server), full.clone());
+        tokio::spawn(async move {
+            let mut refused = 0;
+            for i in 0..PER_WORKER {
+                let device = format!("flood-{w}-{}", i % 50);
+                if server.activate(&full, &device, "Mallory").await.0 == 409 {
+                    refused += 1;
+                }
+            }
+            refused
+        })
+    });
+    // Meanwhile the other license grants as usual.
+    let (status, _) = server.activate(&other, "bystander", "Bob").await;
+    assert_eq!(status, 201);
+    let refused: usize = join_all(workers)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .sum();
+    assert_eq!(refused, WORKERS * PER_WORKER, "every flood request refused");
+    assert_eq!(env.db.refusals(), (WORKERS * PER_WORKER) as i64);
+    let rows_after = env.db.count("audit_log", "")
+        + env.db.count("seats", "")
+        + env.db.count("refusal_counts", "");
+    // The bystander's seat and audit row, and one counter row (two across an hour).
+    assert!(
+        rows_after - rows_before <= 4,
+        "20,000 refusals added {} rows",
+        rows_after - rows_before
+    );
+}
+both_backends!(twenty_thousand_refusals_cost_a_few_rows, refusal_flood);

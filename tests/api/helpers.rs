@@ -138,6 +138,11 @@ impl TestDb {
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
+    /// Refused activations counted so far, all licenses.
+    pub fn refusals(&self) -> i64 {
+        self.scalar("SELECT CAST(COALESCE(SUM(refused), 0) AS BIGINT) AS v FROM refusal_counts")
+    }
+
     /// The journal's promise (DESIGN §7): each license's changes are numbered 1..=change_seq
     /// with no gap and no repeat, one audit row each.
     pub fn assert_journal_gapless(&self) {
