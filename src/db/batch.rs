@@ -39,6 +39,8 @@ enum Job {
 
 /// The refusals of one batch for one license and hour, and who waits for them.
 type RefusalGroup = (RefusalCount, Vec<SyncSender<Result<(), DbError>>>);
+/// A batch's refusals by (license, hour).
+type Refusals = BTreeMap<(String, i64), RefusalGroup>;
 
 /// Handle to the writer thread.
 #[derive(Debug)]
@@ -173,9 +175,9 @@ fn writer(manager: &Manager, queue: &Receiver<Job>) {
 
 /// Splits a batch into its writes, in lock order, and its refusals, added up per license and
 /// hour (in key order).
-fn split(batch: Vec<Job>) -> (Vec<(String, Work)>, BTreeMap<(String, i64), RefusalGroup>) {
+fn split(batch: Vec<Job>) -> (Vec<(String, Work)>, Refusals) {
     let mut writes = Vec::with_capacity(batch.len());
-    let mut refused: BTreeMap<(String, i64), RefusalGroup> = BTreeMap::new();
+    let mut refused = Refusals::new();
     for job in batch {
         match job {
             Job::Write { order, work } => writes.push((order, work)),
