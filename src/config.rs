@@ -51,6 +51,8 @@ pub struct Config {
     pub clock: ClockConfig,
     /// `[log]`
     pub log: LogConfig,
+    /// `[metrics]`
+    pub metrics: MetricsConfig,
     /// Folder relative paths resolve against.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -73,8 +75,24 @@ pub struct ServerConfig {
     /// Grace period on shutdown.
     #[serde(deserialize_with = "duration")]
     pub shutdown_timeout: Duration,
+    /// Longest time a request body may take to arrive (408 and the connection closed).
+    #[serde(deserialize_with = "duration")]
+    pub body_timeout: Duration,
+    /// Open connections this process keeps at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// Requests one client address may have in progress at once; more get 429.
+    pub max_requests_per_client: usize,
     /// `[server.tls]`
     pub tls: TlsConfig,
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// File holding the bearer token that opens `/metrics` to non-loopback clients; empty:
+    /// loopback clients only.
+    pub token_file: PathBuf,
 }
 
 /// `[server.tls]`
@@ -257,6 +275,26 @@ impl Config {
             return Err(ConfigError::Value {
                 key: "server.max_body_bytes",
                 reason: "must be at least 1024".into(),
+            });
+        }
+        for (key, value) in [
+            ("server.max_connections", self.server.max_connections),
+            (
+                "server.max_requests_per_client",
+                self.server.max_requests_per_client,
+            ),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Value {
+                    key,
+                    reason: "must be at least 1".into(),
+                });
+            }
+        }
+        if self.server.body_timeout.is_zero() {
+            return Err(ConfigError::Value {
+                key: "server.body_timeout",
+                reason: "must be more than 0s".into(),
             });
         }
         let tls = &self.server.tls;

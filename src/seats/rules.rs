@@ -220,6 +220,26 @@ pub fn validate_user_name(user_name: &str) -> Result<(), SeatError> {
     Ok(())
 }
 
+/// Length of a seat id: `st_` and 22 characters of base64url (128 random bits).
+pub const SEAT_ID_LEN: usize = 25;
+
+/// Refuses, before any query, a seat id this server cannot have issued (so a NUL byte or
+/// a megabyte of path never reaches the database): `unknown_seat`, as for any other id.
+pub fn validate_seat_id(seat_id: &str) -> Result<(), SeatError> {
+    let well_formed = seat_id.len() == SEAT_ID_LEN
+        && seat_id.starts_with("st_")
+        && seat_id[3..]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if well_formed {
+        Ok(())
+    } else {
+        Err(SeatError::UnknownSeat(
+            seat_id.escape_debug().take(64).collect(),
+        ))
+    }
+}
+
 /// Checks the key file text is present.
 pub fn validate_key_file_text(key_file: &str) -> Result<(), SeatError> {
     if key_file.trim().is_empty() {
@@ -270,6 +290,20 @@ mod tests {
     fn ceiling_keeps_held_seats() {
         assert_eq!(ceiling(10, 4), 10);
         assert_eq!(ceiling(5, 8), 8);
+    }
+
+    #[test]
+    fn seat_ids_are_checked_before_the_database() {
+        assert!(validate_seat_id("st_AAAAAAAAAAAAAAAAAAAAAA").is_ok());
+        for bad in [
+            "",
+            "st_",
+            "st_AAAAAAAAAAAAAAAAAAAAA\0",
+            "xx_AAAAAAAAAAAAAAAAAAAAAA",
+            "st_AAAAAAAAAAAAAAAAAAAA\u{e9}",
+        ] {
+            assert!(validate_seat_id(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

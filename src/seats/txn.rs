@@ -74,8 +74,9 @@ pub(super) fn read<T>(
     f(&mut conn)
 }
 
-/// A seat by id.
+/// A seat by id (an id that cannot be valid never reaches the query).
 pub(super) fn find_seat(conn: &mut DbConn, seat_id: &str) -> Result<Seat, SeatError> {
+    super::rules::validate_seat_id(seat_id)?;
     seats::table
         .find(seat_id)
         .select(Seat::as_select())

@@ -31,6 +31,9 @@ pub enum ApiError {
     /// No such route.
     #[error("no such endpoint")]
     NotFound,
+    /// This client may not use this endpoint.
+    #[error("{0}")]
+    Forbidden(&'static str),
     /// A worker thread failed.
     #[error("internal error")]
     Internal(String),
@@ -71,6 +74,7 @@ fn status_for(code: &str) -> StatusCode {
         "invalid_request" | "invalid_key_file" => StatusCode::BAD_REQUEST,
         "invalid_return_token" => StatusCode::UNAUTHORIZED,
         "license_expired" | "license_not_yet_valid" | "license_revoked" => StatusCode::FORBIDDEN,
+        "forbidden" => StatusCode::FORBIDDEN,
         "unknown_license" | "unknown_seat" | "not_found" => StatusCode::NOT_FOUND,
         "seats_exhausted" | "seat_not_active" | "reissue_required" => StatusCode::CONFLICT,
         "reissue_limit_reached" | "return_limit_reached" => StatusCode::TOO_MANY_REQUESTS,
@@ -130,6 +134,7 @@ impl ApiError {
             Self::BadRequest(_) | Self::TooLarge(_) => "invalid_request",
             Self::NotReady(_) => "not_ready",
             Self::NotFound => "not_found",
+            Self::Forbidden(_) => "forbidden",
             Self::Internal(_) => "internal_error",
         }
     }
@@ -204,7 +209,8 @@ pub fn json_error(err: actix_web::error::JsonPayloadError, limit: usize) -> acti
     api.into()
 }
 
-/// Turns path-parameter errors into problems.
-pub fn path_error(err: actix_web::error::PathError) -> actix_web::Error {
-    ApiError::BadRequest(format!("invalid path: {err}")).into()
+/// Turns path-parameter errors into problems. The only path parameter is a seat id, and
+/// one that does not even decode (e.g. `%FF`) names no seat: 404, as for any unknown id.
+pub fn path_error(_err: actix_web::error::PathError) -> actix_web::Error {
+    ApiError::Seat(SeatError::UnknownSeat("(not UTF-8)".into())).into()
 }

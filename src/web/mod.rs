@@ -24,6 +24,9 @@ pub enum ServeError {
     /// The certificate or key could not be used.
     #[error("server.tls: {0}")]
     Tls(String),
+    /// `metrics.token_file` cannot be used.
+    #[error("metrics.token_file: {0}")]
+    MetricsToken(String),
     /// Binding or running failed.
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
@@ -92,10 +95,12 @@ pub async fn serve(app: Arc<App>) -> Result<(), ServeError> {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
     };
+    let metrics_access = web::Data::new(health::MetricsAccess::new(metrics_token(&app)?));
     let data = web::Data::from(Arc::clone(&app));
     let server = HttpServer::new(move || {
         actix_web::App::new()
             .app_data(data.clone())
+            .app_data(metrics_access.clone())
             .wrap(actix_web::middleware::from_fn(access_log::log_request))
             .configure(|cfg| configure(cfg, max_body))
     })
@@ -121,4 +126,23 @@ pub async fn serve(app: Arc<App>) -> Result<(), ServeError> {
     served?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The bearer token for `/metrics`, when `metrics.token_file` names one.
+fn metrics_token(app: &App) -> Result<Option<String>, ServeError> {
+    let file = &app.config.metrics.token_file;
+    if file.as_os_str().is_empty() {
+        return Ok(None);
+    }
+    let path = app.config.resolve(file);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| ServeError::MetricsToken(format!("cannot read {}: {e}", path.display())))?;
+    let token = text.trim();
+    if token.len() < 16 {
+        return Err(ServeError::MetricsToken(format!(
+            "{}: the token must be at least 16 characters",
+            path.display()
+        )));
+    }
+    Ok(Some(token.to_owned()))
 }
