@@ -10,7 +10,7 @@ use crate::db::models::{KeyFileRow, License};
 use crate::db::schema::{key_files, licenses};
 use crate::db::{Database, DbConn, DbError, is_unique_violation, now_unix};
 use crate::keyfile::{
-    self, KeyFileClaims, KeyFileError, ServerBinding, TrustedKeys, VerifiedKeyFile,
+    self, Capacity as _, KeyFileClaims, KeyFileError, ServerBinding, TrustedKeys, VerifiedKeyFile,
 };
 
 /// Why an import was refused.

@@ -368,7 +368,7 @@ fn run(args: Cli) -> Result<(), CliError> {
             out,
             ca,
         }) => cli::device::activate(
-            &seatkeep::client::ActivateOptions {
+            &seatkeep::cli::device::ActivateOptions {
                 server,
                 key_file,
                 device_id,

@@ -67,10 +67,10 @@ pub enum CliError {
     Serve(#[from] ServeError),
     /// Device client problem.
     #[error(transparent)]
-    Client(#[from] crate::client::ClientError),
+    Client(#[from] device::ClientError),
     /// Offline verification failed.
     #[error("invalid: {0}")]
-    Verify(#[from] crate::client::VerifyError),
+    Verify(#[from] seatkeep_device::VerifyError),
     /// File I/O.
     #[error("{action} {path}: {source}")]
     Io {

@@ -79,7 +79,7 @@ pub struct IssueArgs {
     #[arg(long)]
     pub edition: Option<i64>,
     /// License model.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = model_parser())]
     pub model: Option<LicenseModel>,
     /// Seats bought.
     #[arg(long, allow_hyphen_values = true)]
@@ -111,6 +111,19 @@ pub struct IssueArgs {
     /// Channel: partner id.
     #[arg(long)]
     pub partner: Option<String>,
+}
+
+/// `--model`: the claim values, each with its help line as `--help` lists them.
+fn model_parser() -> impl clap::builder::TypedValueParser<Value = LicenseModel> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser as _};
+    PossibleValuesParser::new(LicenseModel::ALL.map(|model| {
+        PossibleValue::new(model.as_str()).help(match model {
+            LicenseModel::NodeLocked => "N devices; a seat is held until retired or returned",
+            LicenseModel::SingleDevice => "The first device to activate holds the license",
+            LicenseModel::Floating | LicenseModel::Metered => "Not served yet by this version",
+        })
+    }))
+    .try_map(|name| name.parse::<LicenseModel>())
 }
 
 /// What `provider keygen` wrote.
@@ -319,7 +332,7 @@ pub fn build_claims(args: &IssueArgs, now: i64) -> Result<KeyFileClaims, CliErro
         .map_err(|e| CliError::Usage(format!("claims: {e}")))?;
     KeyFileClaims::from_json(&payload).map_err(|source| CliError::KeyFile {
         path: args.out.clone(),
-        source,
+        source: source.into(),
     })
 }
 
