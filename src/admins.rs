@@ -62,7 +62,7 @@ impl AdminError {
             Self::Unknown(_) => "unknown_admin",
             Self::BadName | Self::WeakPassword => "invalid_request",
             Self::Hash(_) => "internal_error",
-            Self::Db(e) => e.code(),
+            Self::Db(e) => e.code().as_str(),
         }
     }
 }

@@ -31,8 +31,8 @@ pub struct ClockUntrusted {
 
 impl ClockUntrusted {
     /// The stable problem code (DESIGN §5).
-    pub fn code(&self) -> &'static str {
-        "clock_untrusted"
+    pub fn code(&self) -> seatkeep_device::ProblemCode {
+        seatkeep_device::ProblemCode::ClockUntrusted
     }
 }
 

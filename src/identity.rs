@@ -5,14 +5,13 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use hmac::{Hmac, Mac};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::keyfile::ServerBinding;
 use crate::signing::{KeyType, SigningError, SigningKey};
 
-/// The `typ` header of every device key.
-pub const DEVICE_KEY_TYP: &str = "seatkeep-device+jwt";
+/// The device key format is the device crate's, so the server signs what devices verify.
+pub use seatkeep_device::device_key::{DEVICE_KEY_TYP, DeviceKeyClaims, DeviceKeyProduct};
 
 /// Why the server identity could not be loaded or created.
 #[derive(Debug, thiserror::Error)]
@@ -43,41 +42,6 @@ pub enum IdentityError {
     /// Key generation failed.
     #[error(transparent)]
     Signing(#[from] SigningError),
-}
-
-/// The claims of a device key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeviceKeyClaims {
-    /// Server id.
-    pub iss: String,
-    /// Device id.
-    pub sub: String,
-    /// User name (may be empty for `single_device`).
-    pub name: String,
-    /// License id.
-    pub lic: String,
-    /// Product.
-    pub product: DeviceKeyProduct,
-    /// Seat id.
-    pub seat: String,
-    /// Generation, +1 per reissue.
-    pub r#gen: i64,
-    /// Issued at.
-    pub iat: i64,
-    /// The license's end of term.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exp: Option<i64>,
-    /// License model.
-    pub model: String,
-}
-
-/// Product in a device key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeviceKeyProduct {
-    /// Product id.
-    pub id: String,
-    /// Edition.
-    pub edition: i64,
 }
 
 /// The server key pair and what is derived from it.

@@ -8,17 +8,18 @@ pub mod admins;
 pub mod app;
 pub mod audit;
 pub mod cli;
-pub mod client;
 pub mod clock;
 pub mod config;
 pub mod db;
 pub mod identity;
 pub mod jobs;
 pub mod journal;
-pub mod jws;
 pub mod keyfile;
 pub mod licenses;
 pub mod metrics;
 pub mod seats;
 pub mod signing;
 pub mod web;
+
+/// Compact JWS framing, shared with devices; signing lives in [`signing`].
+pub use seatkeep_device::jws;

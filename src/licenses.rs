@@ -48,10 +48,10 @@ impl ImportError {
     /// A stable code for the console and scripts.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::KeyFile(e) => e.code(),
+            Self::KeyFile(e) => e.code().as_str(),
             Self::Stale { .. } => "stale_key_file",
             Self::Incompatible { .. } => "incompatible_renewal",
-            Self::Db(e) => e.code(),
+            Self::Db(e) => e.code().as_str(),
         }
     }
 }

@@ -1,9 +1,25 @@
-//! `device activate` and `device verify`: the reference device client.
+//! `device activate` and `device verify`: the reference device client. It is the device
+//! crate ([`seatkeep_device`]: formats, wire types, offline verifier) plus HTTP and files:
+//!
+//! * [`http`]: the activation round trip (`POST /api/v1/activations`);
+//! * [`files`]: the saved activation and the inputs of `device verify`;
+//! * [`error`]: the client's errors.
+
+pub mod error;
+pub mod files;
+pub mod http;
+#[cfg(test)]
+mod tests;
 
 use std::path::{Path, PathBuf};
 
+use seatkeep_device::{ProviderKey, verify_device_key};
+
 use super::{CliError, print_json, read_file};
-use crate::client::{self, ActivateOptions, ProviderKey};
+
+pub use error::ClientError;
+use files::read_device_key_input;
+use http::ActivateOptions;
 
 /// The reference device client and offline verifier.
 #[derive(Debug, clap::Args)]
@@ -100,7 +116,7 @@ pub fn activate(options: &ActivateOptions, json: bool) -> Result<(), CliError> {
         .enable_all()
         .build()
         .map_err(|e| CliError::Usage(format!("cannot start the HTTP client: {e}")))?;
-    let outcome = runtime.block_on(client::activate(options))?;
+    let outcome = runtime.block_on(http::activate(options))?;
     if json {
         return print_json(&outcome);
     }
@@ -131,8 +147,8 @@ pub fn verify(
 ) -> Result<(), CliError> {
     let provider = ProviderKey::from_pem(&read_file(provider_key)?)?;
     let (key_file_text, device_key_text) =
-        client::read_device_key_input(device_key, key_file.map(PathBuf::as_path))?;
-    let verified = client::verify_device_key(
+        read_device_key_input(device_key, key_file.map(PathBuf::as_path))?;
+    let verified = verify_device_key(
         &provider,
         &key_file_text,
         &device_key_text,

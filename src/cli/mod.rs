@@ -165,10 +165,10 @@ pub enum CliError {
     Serve(#[from] ServeError),
     /// The device client could not activate.
     #[error(transparent)]
-    Client(#[from] crate::client::ClientError),
+    Client(#[from] device::ClientError),
     /// Offline verification of a device key failed.
     #[error("invalid: {0}")]
-    Verify(#[from] crate::client::VerifyError),
+    Verify(#[from] seatkeep_device::VerifyError),
     #[error("{action} {path}: {source}")]
     Io {
         /// `cannot read`, `cannot write`, `cannot create`.

@@ -427,7 +427,7 @@ fn build_claims(args: &IssueArgs, now: i64) -> Result<KeyFileClaims, CliError> {
         .map_err(|e| CliError::Usage(format!("claims: {e}")))?;
     KeyFileClaims::from_json(&payload).map_err(|source| CliError::KeyFile {
         path: args.out.clone(),
-        source,
+        source: source.into(),
     })
 }
 

@@ -138,7 +138,8 @@ fn writer(manager: &Manager, queue: &Receiver<Job>) {
             Some(c) => c.write_transaction(|c| {
                 completions.extend(writes.drain(..).map(|(_, work)| work(c)));
                 // Counters after every other job: their rows are locked last, in key order,
-                // on every instance.
+                // on every instance. (Jobs never touch counter rows themselves, or two
+                // instances could each hold what the other waits for.)
                 for (count, waiting) in refused.into_values() {
                     let added = diesel::Connection::transaction(c, |c| refusals::add(c, &count));
                     counted.push((added, waiting));

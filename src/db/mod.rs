@@ -76,11 +76,11 @@ pub enum DbError {
 
 impl DbError {
     /// The stable problem code: `unavailable` when the client may retry, else
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> seatkeep_device::ProblemCode {
         if self.is_unavailable() {
-            "unavailable"
+            seatkeep_device::ProblemCode::Unavailable
         } else {
-            "internal_error"
+            seatkeep_device::ProblemCode::InternalError
         }
     }
 

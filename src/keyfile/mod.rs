@@ -1,31 +1,26 @@
-//! Key files (`*.seatkey`, DESIGN §3): the one place that knows their format.
+//! Key files (`*.seatkey`, DESIGN §3) on the server. The format (armor, framing, claims and
+//! their rules, term) is the device crate's [`seatkeep_device::keyfile`], so the server and
+//! devices read a file the same way. Here:
 //!
-//! * [`armor`]: the text envelope;
-//! * [`claims`]: the claims and their rules;
+//! * [`claims`]: the claims (from the device crate);
 //! * [`trust`]: the provider keys this server trusts;
 //! * this module: verification (signature pinned by `kid`, claims, server binding, term) and
 //!   issuing (the provider's side).
 
-pub mod armor;
 pub mod claims;
 mod codes;
 pub mod trust;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use sha2::{Digest, Sha256};
+use seatkeep_device::keyfile::{self as format, TermError};
 
 use crate::jws::{self, JwsError};
 use crate::signing::{SigningError, SigningKey};
 
-pub use armor::{armor, dearmor};
 pub use claims::{KeyFileClaims, LicenseModel};
+pub use seatkeep_device::keyfile::{KEY_FILE_TYP, TERM_LEEWAY_SECS, armor, dearmor, digest};
 pub use trust::{TrustedKey, TrustedKeyConfig, TrustedKeys};
-
-/// The `typ` header of every key file.
-pub const KEY_FILE_TYP: &str = "seatkeep-keyfile+jwt";
-/// Leeway on `nbf` and `exp`, in seconds.
-pub const TERM_LEEWAY_SECS: i64 = 60;
 
 /// Why a key file is refused. The message is safe to show to whoever presented the file.
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +109,30 @@ pub enum KeyFileError {
     Signing(#[from] SigningError),
 }
 
+impl From<format::KeyFileError> for KeyFileError {
+    fn from(e: format::KeyFileError) -> Self {
+        use format::KeyFileError as F;
+        match e {
+            F::TooLarge { limit } => Self::TooLarge { limit },
+            F::NotUtf8 => Self::NotUtf8,
+            F::Armor(reason) => Self::Armor(reason),
+            F::Jws(e) => Self::Jws(e),
+            F::Typ(found) => Self::Typ(found),
+            F::Claims(reason) => Self::Claims(reason),
+            F::InvalidClaim { claim, reason } => Self::InvalidClaim { claim, reason },
+        }
+    }
+}
+
+impl From<TermError> for KeyFileError {
+    fn from(e: TermError) -> Self {
+        match e {
+            TermError::NotYetValid { nbf } => Self::NotYetValid { nbf },
+            TermError::Expired { exp } => Self::Expired { exp },
+        }
+    }
+}
+
 /// Which Seatkeep server a key file must be bound to.
 #[derive(Debug, Clone)]
 pub struct ServerBinding {
@@ -136,11 +155,6 @@ pub struct VerifiedKeyFile {
     pub claims: KeyFileClaims,
 }
 
-/// `sha256` of the compact JWS in lowercase hex: a key file's identity, armored or not.
-pub fn digest(compact: &str) -> String {
-    hex::encode(Sha256::digest(compact.as_bytes()))
-}
-
 /// Verifies a key file: armor, JWS, `typ`, the `alg` pinned for `kid`, signature, claims,
 /// issuer and server binding. The term (`nbf`/`exp`) is checked separately by
 /// [`check_term`], since a device may present an older version of a renewed license.
@@ -150,10 +164,7 @@ pub fn verify(
     server: &ServerBinding,
 ) -> Result<VerifiedKeyFile, KeyFileError> {
     let compact = dearmor(bytes)?;
-    let parsed = jws::parse_compact(&compact)?;
-    if parsed.header.typ.as_deref() != Some(KEY_FILE_TYP) {
-        return Err(KeyFileError::Typ(parsed.header.typ.clone()));
-    }
+    let parsed = format::parse(&compact)?;
     let kid = parsed.header.kid.clone().ok_or(KeyFileError::MissingKid)?;
     let key = trusted
         .get(&kid)
@@ -208,19 +219,10 @@ fn check_binding(claims: &KeyFileClaims, server: &ServerBinding) -> Result<(), K
     Ok(())
 }
 
-/// Checks a term (`nbf`, `exp`) against `now` with [`TERM_LEEWAY_SECS`] of leeway.
+/// Checks a term (`nbf`, `exp`) against `now` with [`TERM_LEEWAY_SECS`] of leeway
+/// ([`seatkeep_device::keyfile::check_term`], with this module's error).
 pub fn check_term(nbf: Option<i64>, exp: Option<i64>, now: i64) -> Result<(), KeyFileError> {
-    if let Some(nbf) = nbf
-        && now + TERM_LEEWAY_SECS < nbf
-    {
-        return Err(KeyFileError::NotYetValid { nbf });
-    }
-    if let Some(exp) = exp
-        && now - TERM_LEEWAY_SECS >= exp
-    {
-        return Err(KeyFileError::Expired { exp });
-    }
-    Ok(())
+    Ok(format::check_term(nbf, exp, now)?)
 }
 
 fn to_jsonwebtoken(alg: jws::JwsAlgorithm) -> jsonwebtoken::Algorithm {
@@ -233,10 +235,7 @@ fn to_jsonwebtoken(alg: jws::JwsAlgorithm) -> jsonwebtoken::Algorithm {
 
 /// The server binding claim for a server public key.
 pub fn server_claim(spki_der: &[u8]) -> claims::ServerClaim {
-    claims::ServerClaim {
-        id: crate::signing::spki_fingerprint(spki_der),
-        key: STANDARD.encode(spki_der),
-    }
+    claims::ServerClaim::for_key(spki_der)
 }
 
 /// Provider side: validates the claims and signs them into an armored key file.

@@ -6,7 +6,6 @@ use super::txn::{self, TxnError};
 use super::{Activation, ActivationRequest, SeatError, SeatState, answer, rules, sign_device_key};
 use crate::app::App;
 use crate::db::models::{License, Seat};
-use crate::db::refusals::{self, RefusalCount};
 use crate::db::schema::{licenses, seats};
 use crate::db::{DbConn, DbError, is_unique_violation};
 use crate::identity::hash_return_token;
@@ -57,7 +56,10 @@ pub fn activate(app: &App, req: &ActivationRequest) -> Result<Activation, SeatEr
         };
         match granted {
             Grant::Granted(seat) => Ok(answer(app, &license, &seat, true)?),
-            Grant::Exhausted { in_use } => Err(exhausted(&license, in_use).into()),
+            Grant::Exhausted { in_use } => {
+                app.db.count_refusal(&license.id, now)?;
+                Err(exhausted(&license, in_use).into())
+            }
         }
     })
 }
@@ -147,7 +149,8 @@ fn grant(
     .get_result(conn)
     .optional()?;
     let Some((in_use, seats_bought)) = taken else {
-        refusals::add(conn, &RefusalCount::one(&license.id, now))?;
+        // The refusal is counted by the caller, in the counters' place at the end of a batch:
+        // counting it here would lock a counter row before other jobs' license rows.
         return Ok(Grant::Exhausted {
             in_use: current_in_use(conn, &license.id)?,
         });

@@ -21,6 +21,7 @@ pub use rules::{
     validate_device_id, validate_user_name,
 };
 
+use seatkeep_device::ProblemCode;
 use serde::Serialize;
 
 use crate::app::App;
@@ -99,21 +100,21 @@ crate::query_errors_into!(SeatError);
 
 impl SeatError {
     /// The stable problem code (DESIGN §5).
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ProblemCode {
         match self {
-            Self::InvalidField { .. } => "invalid_request",
+            Self::InvalidField { .. } => ProblemCode::InvalidRequest,
             Self::KeyFile(e) => e.code(),
-            Self::UnknownLicense(_) => "unknown_license",
-            Self::UnknownSeat(_) => "unknown_seat",
-            Self::LicenseRevoked(_) => "license_revoked",
-            Self::SeatsExhausted { .. } => "seats_exhausted",
-            Self::SeatNotActive { .. } => "seat_not_active",
-            Self::ReissueRequired { .. } => "reissue_required",
-            Self::ReissueLimitReached { .. } => "reissue_limit_reached",
-            Self::ReturnLimitReached { .. } => "return_limit_reached",
-            Self::InvalidReturnToken => "invalid_return_token",
+            Self::UnknownLicense(_) => ProblemCode::UnknownLicense,
+            Self::UnknownSeat(_) => ProblemCode::UnknownSeat,
+            Self::LicenseRevoked(_) => ProblemCode::LicenseRevoked,
+            Self::SeatsExhausted { .. } => ProblemCode::SeatsExhausted,
+            Self::SeatNotActive { .. } => ProblemCode::SeatNotActive,
+            Self::ReissueRequired { .. } => ProblemCode::ReissueRequired,
+            Self::ReissueLimitReached { .. } => ProblemCode::ReissueLimitReached,
+            Self::ReturnLimitReached { .. } => ProblemCode::ReturnLimitReached,
+            Self::InvalidReturnToken => ProblemCode::InvalidReturnToken,
             Self::ClockUntrusted(e) => e.code(),
-            Self::Signing(_) => "internal_error",
+            Self::Signing(_) => ProblemCode::InternalError,
             Self::Db(e) => e.code(),
         }
     }

@@ -1,13 +1,17 @@
 //! The device API (`/api/v1`, DESIGN §5): handlers read the request, call one function of
-//! [`crate::seats`], and shape the answer.
+//! [`crate::seats`], and shape the answer. The bodies are the device crate's
+//! [`seatkeep_device::api`] types, the same the reference client sends and reads.
 
 use actix_web::{HttpResponse, web};
-use serde::Deserialize;
+use seatkeep_device::api::{
+    ActivationAnswer, ActivationBody, LookupAnswer, LookupBody, ReissueBody, ReturnBody,
+    SeatStatus, StoredKey,
+};
 
 use super::errors::ApiError;
 use crate::app::App;
 use crate::metrics;
-use crate::seats::{self, ActivationRequest};
+use crate::seats::{self, Activation, ActivationRequest};
 
 /// Routes of this module.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -28,34 +32,38 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// Body of `POST /api/v1/activations`.
-#[derive(Debug, Deserialize)]
-struct ActivationBody {
-    key_file: String,
-    device_id: String,
-    user_name: String,
-    #[serde(default)]
-    device_info: Option<serde_json::Value>,
+fn activation_answer(activation: Activation) -> ActivationAnswer {
+    ActivationAnswer {
+        seat: activation.seat,
+        device_key: activation.device_key,
+        key_file: activation.key_file,
+        state: activation.state.as_str().to_owned(),
+        expires_at: activation.expires_at,
+        return_token: Some(activation.return_token),
+        overage: activation.overage,
+        generation: activation.generation,
+    }
 }
 
-/// Body of `POST /api/v1/activations/{seat}/reissue`.
-#[derive(Debug, Deserialize)]
-struct ReissueBody {
-    return_token: String,
-    user_name: String,
+fn seat_status(status: seats::SeatStatus) -> SeatStatus {
+    SeatStatus {
+        seat: status.seat,
+        state: status.state.as_str().to_owned(),
+        license: status.license,
+        device_id: status.device_id,
+        generation: status.generation,
+        updated_at: status.updated_at,
+    }
 }
 
-/// Body of `POST /api/v1/activations/{seat}/return`.
-#[derive(Debug, Deserialize)]
-struct ReturnBody {
-    return_token: String,
-}
-
-/// Body of `POST /api/v1/keys/lookup`.
-#[derive(Debug, Deserialize)]
-struct LookupBody {
-    key_file: String,
-    device_id: String,
+fn stored_key(key: seats::StoredKey) -> StoredKey {
+    StoredKey {
+        seat: key.seat,
+        device_key: key.device_key,
+        generation: key.generation,
+        user_name: key.user_name,
+        license: key.license,
+    }
 }
 
 async fn create_activation(
@@ -74,9 +82,9 @@ async fn create_activation(
     metrics::count_activation(&result);
     let activation = result?;
     Ok(if activation.created {
-        HttpResponse::Created().json(activation)
+        HttpResponse::Created().json(activation_answer(activation))
     } else {
-        HttpResponse::Ok().json(activation)
+        HttpResponse::Ok().json(activation_answer(activation))
     })
 }
 
@@ -87,7 +95,7 @@ async fn get_activation(
     let app = app.into_inner();
     let seat = seat.into_inner();
     let status = web::block(move || seats::status(&app, &seat)).await??;
-    Ok(HttpResponse::Ok().json(status))
+    Ok(HttpResponse::Ok().json(seat_status(status)))
 }
 
 async fn reissue_activation(
@@ -101,7 +109,7 @@ async fn reissue_activation(
     let activation =
         web::block(move || seats::reissue(&app, &seat, &body.return_token, &body.user_name))
             .await??;
-    Ok(HttpResponse::Ok().json(activation))
+    Ok(HttpResponse::Ok().json(activation_answer(activation)))
 }
 
 async fn return_activation(
@@ -113,7 +121,7 @@ async fn return_activation(
     let seat = seat.into_inner();
     let body = body.into_inner();
     let status = web::block(move || seats::return_seat(&app, &seat, &body.return_token)).await??;
-    Ok(HttpResponse::Ok().json(status))
+    Ok(HttpResponse::Ok().json(seat_status(status)))
 }
 
 async fn lookup_keys(
@@ -123,7 +131,9 @@ async fn lookup_keys(
     let app = app.into_inner();
     let body = body.into_inner();
     let keys = web::block(move || seats::lookup(&app, &body.key_file, &body.device_id)).await??;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "keys": keys })))
+    Ok(HttpResponse::Ok().json(LookupAnswer {
+        keys: keys.into_iter().map(stored_key).collect(),
+    }))
 }
 
 async fn get_openapi() -> HttpResponse {

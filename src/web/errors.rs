@@ -4,6 +4,8 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header::{CONTENT_TYPE, RETRY_AFTER};
 use actix_web::{HttpResponse, ResponseError};
+use seatkeep_device::ProblemCode;
+use seatkeep_device::problem::PROBLEM_TYPE_PREFIX;
 use serde_json::{Map, Value, json};
 
 use crate::db::DbError;
@@ -48,13 +50,13 @@ impl From<actix_web::error::BlockingError> for ApiError {
 /// Status, code and extra members of a problem.
 struct Problem {
     status: StatusCode,
-    code: &'static str,
+    code: ProblemCode,
     extra: Map<String, Value>,
     retry_after: Option<i64>,
 }
 
 impl Problem {
-    fn new(status: StatusCode, code: &'static str) -> Self {
+    fn new(status: StatusCode, code: ProblemCode) -> Self {
         Self {
             status,
             code,
@@ -68,18 +70,40 @@ impl Problem {
     }
 }
 
-/// The one table from stable code to HTTP status (DESIGN §5).
-fn status_for(code: &str) -> StatusCode {
+/// The one table from stable code to HTTP status (DESIGN §5). Exhaustive, so a new code
+/// cannot be added without deciding its status.
+fn status_for(code: ProblemCode) -> StatusCode {
+    use ProblemCode as C;
     match code {
-        "invalid_request" | "invalid_key_file" => StatusCode::BAD_REQUEST,
-        "invalid_return_token" => StatusCode::UNAUTHORIZED,
-        "license_expired" | "license_not_yet_valid" | "license_revoked" => StatusCode::FORBIDDEN,
-        "forbidden" => StatusCode::FORBIDDEN,
-        "unknown_license" | "unknown_seat" | "not_found" => StatusCode::NOT_FOUND,
-        "seats_exhausted" | "seat_not_active" | "reissue_required" => StatusCode::CONFLICT,
-        "reissue_limit_reached" | "return_limit_reached" => StatusCode::TOO_MANY_REQUESTS,
-        "clock_untrusted" | "unavailable" | "not_ready" => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
+        C::InvalidRequest
+        | C::InvalidKeyFile
+        | C::InvalidPacketRequest
+        | C::AmountOutOfRange
+        | C::InvalidRequestFile => StatusCode::BAD_REQUEST,
+        C::InvalidReturnToken | C::InvalidDeviceProof | C::InvalidDeviceSignature => {
+            StatusCode::UNAUTHORIZED
+        }
+        C::LicenseExpired
+        | C::LicenseNotYetValid
+        | C::LicenseRevoked
+        | C::MeterNotEnabled
+        | C::Forbidden => StatusCode::FORBIDDEN,
+        C::UnknownLicense | C::UnknownSeat | C::NotFound => StatusCode::NOT_FOUND,
+        C::SeatsExhausted
+        | C::SeatNotActive
+        | C::ReissueRequired
+        | C::UsageExhausted
+        | C::DeviceKeyMismatch
+        | C::DeviceStateInvalid => StatusCode::CONFLICT,
+        C::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        C::RequestIdReused => StatusCode::UNPROCESSABLE_ENTITY,
+        C::ReissueLimitReached | C::ReturnLimitReached | C::RateLimited => {
+            StatusCode::TOO_MANY_REQUESTS
+        }
+        C::ClockUntrusted | C::FederationOverdue | C::Unavailable | C::NotReady => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        C::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -128,14 +152,14 @@ fn db_extras(e: &DbError, problem: &mut Problem) {
 
 impl ApiError {
     /// The stable code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ProblemCode {
         match self {
             Self::Seat(e) => e.code(),
-            Self::BadRequest(_) | Self::TooLarge(_) => "invalid_request",
-            Self::NotReady(_) => "not_ready",
-            Self::NotFound => "not_found",
-            Self::Forbidden(_) => "forbidden",
-            Self::Internal(_) => "internal_error",
+            Self::BadRequest(_) | Self::TooLarge(_) => ProblemCode::InvalidRequest,
+            Self::NotReady(_) => ProblemCode::NotReady,
+            Self::NotFound => ProblemCode::NotFound,
+            Self::Forbidden(_) => ProblemCode::Forbidden,
+            Self::Internal(_) => ProblemCode::InternalError,
         }
     }
 
@@ -160,28 +184,27 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let problem = self.problem();
-        let detail = if problem.status.is_server_error() && problem.code != "clock_untrusted" {
-            tracing::error!(error = %self, code = problem.code, "request failed");
-            match problem.code {
-                "unavailable" | "not_ready" => {
-                    "the database is not reachable; try again shortly".to_owned()
+        let code = problem.code.as_str();
+        let detail =
+            if problem.status.is_server_error() && problem.code != ProblemCode::ClockUntrusted {
+                tracing::error!(error = %self, code, "request failed");
+                match problem.code {
+                    ProblemCode::Unavailable | ProblemCode::NotReady => {
+                        "the database is not reachable; try again shortly".to_owned()
+                    }
+                    _ => "internal error; the server log has the cause".to_owned(),
                 }
-                _ => "internal error; the server log has the cause".to_owned(),
-            }
-        } else {
-            self.to_string()
-        };
+            } else {
+                self.to_string()
+            };
         let mut body = Map::new();
-        body.insert(
-            "type".into(),
-            json!(format!("urn:seatkeep:problem:{}", problem.code)),
-        );
+        body.insert("type".into(), json!(format!("{PROBLEM_TYPE_PREFIX}{code}")));
         body.insert(
             "title".into(),
             json!(problem.status.canonical_reason().unwrap_or("Error")),
         );
         body.insert("status".into(), json!(problem.status.as_u16()));
-        body.insert("code".into(), json!(problem.code));
+        body.insert("code".into(), json!(code));
         body.insert("detail".into(), json!(detail));
         if let Some(seconds) = problem.retry_after {
             body.insert("retry_after".into(), json!(seconds));

@@ -399,6 +399,10 @@ impl TestServer {
                     use std::io::Write;
                     let _ = writeln!(log, "{line}");
                 }
+                // Shown by nextest when the test fails.
+                if line.contains("ERROR") {
+                    eprintln!("server: {line}");
+                }
                 if !sent && let Some(url) = line.split("url=").nth(1) {
                     let url = url.split_whitespace().next().unwrap_or_default().to_owned();
                     let _ = tx.send(Ok(url));

@@ -1,4 +1,4 @@
-//! Compact JWS (RFC 7515) framing shared by key files, device keys and the device verifier.
+//! Compact JWS (RFC 7515) framing shared by key files, device keys and every later token.
 //!
 //! This module only splits, decodes and assembles the three dot-separated parts; it never
 //! chooses a key or an algorithm. Callers pin both before they look at the signature.
@@ -8,18 +8,29 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 
 /// Why a compact JWS could not be taken apart.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JwsError {
     /// Not three non-empty base64url parts separated by dots.
-    #[error("not a compact JWS (expected three base64url parts separated by '.')")]
     Shape,
-    /// A part is not valid unpadded base64url.
-    #[error("the JWS {0} is not valid base64url")]
+    /// A part (`header`, `payload` or `signature`) is not valid unpadded base64url.
     Base64(&'static str),
     /// The protected header is not the JSON object we expect.
-    #[error("the JWS header is not valid JSON: {0}")]
     Header(String),
 }
+
+impl std::fmt::Display for JwsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Shape => {
+                f.write_str("not a compact JWS (expected three base64url parts separated by '.')")
+            }
+            Self::Base64(part) => write!(f, "the JWS {part} is not valid base64url"),
+            Self::Header(reason) => write!(f, "the JWS header is not valid JSON: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for JwsError {}
 
 /// The signature algorithms Seatkeep signs and verifies with. Everything else is refused.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]

@@ -1,0 +1,145 @@
+//! The device client's files: the saved activation (the server's answer, verbatim), the
+//! inputs of `device verify`, and size-capped reads.
+
+use std::io::{Read as _, Write as _};
+use std::path::Path;
+
+use super::ClientError;
+
+/// Largest local input file (key file, saved activation, CA bundle) read.
+const MAX_INPUT_BYTES: u64 = 1024 * 1024;
+
+/// An activation answer as saved by [`super::http::activate`]: the device crate's
+/// [`seatkeep_device::api::ActivationAnswer`], so the client reads what the server writes.
+pub type SavedActivation = seatkeep_device::api::ActivationAnswer;
+
+/// Reads a saved activation (the JSON file [`super::http::activate`] writes).
+#[cfg(test)]
+pub fn load_saved_activation(path: &Path) -> Result<SavedActivation, ClientError> {
+    let text = read_text(path, "cannot read saved activation")?;
+    parse_saved(&text, path)
+}
+
+/// Reads `device verify`'s inputs: `device_key_path` holds either a saved activation (JSON,
+/// which carries the key file too) or a bare compact device key, which needs
+/// `key_file_path`. An explicit `key_file_path` wins over the key file in a saved activation
+/// (e.g. a renewal). Returns `(key file text, device key)`.
+pub fn read_device_key_input(
+    device_key_path: &Path,
+    key_file_path: Option<&Path>,
+) -> Result<(String, String), ClientError> {
+    let text = read_text(device_key_path, "cannot read device key")?;
+    let content = text.trim_start_matches('\u{feff}').trim();
+    if content.starts_with('{') {
+        let saved = parse_saved(content, device_key_path)?;
+        let key_file = match key_file_path {
+            Some(path) => read_text(path, "cannot read key file")?,
+            None => saved.key_file,
+        };
+        return Ok((key_file, saved.device_key));
+    }
+    let input_error = |reason: &str| ClientError::DeviceKeyInput {
+        path: device_key_path.to_path_buf(),
+        reason: reason.to_owned(),
+    };
+    if content.is_empty() || content.contains(char::is_whitespace) {
+        return Err(input_error(
+            "neither a saved activation (JSON) nor a single compact device key",
+        ));
+    }
+    let key_file_path = key_file_path.ok_or_else(|| {
+        input_error("holds a bare device key; pass --key-file with the license's key file")
+    })?;
+    let key_file = read_text(key_file_path, "cannot read key file")?;
+    Ok((key_file, content.to_owned()))
+}
+
+fn parse_saved(text: &str, path: &Path) -> Result<SavedActivation, ClientError> {
+    let saved: SavedActivation =
+        serde_json::from_str(text).map_err(|e| ClientError::SavedActivation {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    if saved.device_key.trim().is_empty() || saved.key_file.trim().is_empty() {
+        return Err(ClientError::SavedActivation {
+            path: path.to_path_buf(),
+            reason: "device_key or key_file is empty".into(),
+        });
+    }
+    Ok(saved)
+}
+
+/// Writes pretty JSON readable by the owner only, through a temporary file and a rename.
+pub(super) fn write_private_json(
+    path: &Path,
+    value: &serde_json::Value,
+) -> Result<(), ClientError> {
+    let io_error = |action, source| ClientError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut text = serde_json::to_string_pretty(value)
+        .map_err(|e| io_error("cannot write", std::io::Error::other(e)))?;
+    text.push('\n');
+    let file_name = path.file_name().ok_or_else(|| {
+        io_error(
+            "cannot write",
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"),
+        )
+    })?;
+    let tmp = path.with_file_name(format!(".{}.tmp", file_name.to_string_lossy()));
+    write_owner_only(&tmp, text.as_bytes()).map_err(|e| io_error("cannot write", e))?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io_error("cannot write", e)
+    })
+}
+
+/// Creates or truncates `path` with mode 0600 (on Unix) and writes `contents`.
+fn write_owner_only(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    #[cfg(unix)]
+    {
+        // `mode` only applies to new files; a leftover file keeps its bits otherwise.
+        use std::os::unix::fs::PermissionsExt as _;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
+/// Reads at most [`MAX_INPUT_BYTES`] of a local file.
+pub(super) fn read_bytes(path: &Path, action: &'static str) -> Result<Vec<u8>, ClientError> {
+    let io_error = |source| ClientError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io_error)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_INPUT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_error)?;
+    if bytes.len() as u64 > MAX_INPUT_BYTES {
+        return Err(io_error(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {MAX_INPUT_BYTES} bytes"),
+        )));
+    }
+    Ok(bytes)
+}
+
+/// Reads a local UTF-8 text file of at most [`MAX_INPUT_BYTES`].
+pub(super) fn read_text(path: &Path, action: &'static str) -> Result<String, ClientError> {
+    let bytes = read_bytes(path, action)?;
+    String::from_utf8(bytes).map_err(|_| ClientError::Io {
+        action,
+        path: path.to_path_buf(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"),
+    })
+}
