@@ -5,10 +5,14 @@
 //!
 //! A change of a license also takes the license's next change number: a gapless counter on
 //! the license row (DESIGN §7: a database sequence would not do, since on PostgreSQL a lower
-//! id can commit after a higher one). Incrementing it locks the license row. Call
-//! [`record`] right after the change's own statement on the license row (the seat counters),
-//! or as the change's first statement when it has none, so every transaction locks the
-//! license before any seat and instances cannot deadlock.
+//! id can commit after a higher one). Incrementing it locks the license row, so every change
+//! locks its license before any seat, and instances cannot deadlock:
+//!
+//! * a change that updates the license row anyway (the seat counter of a grant or a release)
+//!   takes the number in that same statement, with [`take_number`] in its `SET` and
+//!   `licenses::change_seq` in its `RETURNING`, and calls [`record_numbered`] (one statement
+//!   fewer on the hot path);
+//! * any other change calls [`record`] as its first statement, which takes the number itself.
 
 use diesel::prelude::*;
 
@@ -86,24 +90,51 @@ pub fn record(conn: &mut DbConn, change: &Change<'_>) -> Result<Option<Recorded>
         Some(lic) => Some(next_change(conn, lic)?),
         None => None,
     };
-    diesel::insert_into(audit_log::table)
-        .values(NewAuditEntry {
-            at: change.at,
-            actor: change.actor,
-            action: change.kind.as_str(),
-            license_id: change.license,
-            seat_id: change.seat,
-            detail: change.detail.to_string(),
-            license_seq: recorded.map(|r| r.seq),
-        })
-        .execute(conn)?;
+    write(conn, change, recorded)?;
     Ok(recorded)
+}
+
+/// The `SET` clause that takes the next change number in the caller's own `UPDATE licenses`.
+pub fn take_number()
+-> diesel::dsl::Eq<licenses::change_seq, diesel::dsl::Add<licenses::change_seq, i64>> {
+    licenses::change_seq.eq(licenses::change_seq + 1)
+}
+
+/// Records a change of a license whose number the caller's statement on the license row
+/// already took with [`take_number`] (`recorded` is what that statement returned).
+pub fn record_numbered(
+    conn: &mut DbConn,
+    change: &Change<'_>,
+    recorded: Recorded,
+) -> Result<(), DbError> {
+    write(conn, change, Some(recorded))
+}
+
+fn write(
+    conn: &mut DbConn,
+    change: &Change<'_>,
+    recorded: Option<Recorded>,
+) -> Result<(), DbError> {
+    let entry = NewAuditEntry {
+        at: change.at,
+        actor: change.actor,
+        action: change.kind.as_str(),
+        license_id: change.license,
+        seat_id: change.seat,
+        detail: change.detail.to_string(),
+        license_seq: recorded.map(|r| r.seq),
+    };
+    // Once per change, so on the concrete connection (see `on_backend!`).
+    crate::on_backend!(conn, |c| diesel::insert_into(audit_log::table)
+        .values(&entry)
+        .execute(c))?;
+    Ok(())
 }
 
 /// Increments the license's change counter: the row lock and the number in one statement.
 fn next_change(conn: &mut DbConn, lic: &str) -> Result<Recorded, DbError> {
     let (seq, in_use, seats) = diesel::update(licenses::table.filter(licenses::id.eq(lic)))
-        .set(licenses::change_seq.eq(licenses::change_seq + 1))
+        .set(take_number())
         .returning((licenses::change_seq, licenses::in_use, licenses::seats))
         .get_result(conn)?;
     Ok(Recorded { seq, in_use, seats })

@@ -9,7 +9,7 @@ use crate::db::models::{License, Seat};
 use crate::db::schema::{licenses, seats};
 use crate::db::{DbConn, DbError, is_unique_violation};
 use crate::identity::hash_return_token;
-use crate::journal::{self, Change, ChangeKind};
+use crate::journal::{self, Change, ChangeKind, Recorded};
 
 /// Activates a seat for a device, or returns the seat it already holds (idempotent).
 /// Blocking: call from a worker thread.
@@ -138,17 +138,23 @@ fn grant(
     mut seat: Seat,
     now: i64,
 ) -> Result<Grant, TxnError> {
-    // The check and the increment are one statement, which also locks the license row.
-    let taken: Option<(i64, i64)> = diesel::update(
+    // The check and the increment are one statement, which also locks the license row and
+    // takes the change's number.
+    // Written once, compiled per backend (see `on_backend!`): the writer runs these for every
+    // grant, and the concrete connection finds its cached statement without rendering SQL.
+    let taken: Option<(i64, i64, i64)> = crate::on_backend!(conn, |c| diesel::update(
         licenses::table
             .filter(licenses::id.eq(&license.id))
             .filter(licenses::in_use.lt(licenses::capacity)),
     )
-    .set(licenses::in_use.eq(licenses::in_use + 1))
-    .returning((licenses::in_use, licenses::seats))
-    .get_result(conn)
-    .optional()?;
-    let Some((in_use, seats_bought)) = taken else {
+    .set((
+        licenses::in_use.eq(licenses::in_use + 1),
+        journal::take_number(),
+    ))
+    .returning((licenses::in_use, licenses::seats, licenses::change_seq))
+    .get_result(c)
+    .optional())?;
+    let Some((in_use, seats_bought, seq)) = taken else {
         // The refusal is counted by the caller, in the counters' place at the end of a batch:
         // counting it here would lock a counter row before other jobs' license rows.
         return Ok(Grant::Exhausted {
@@ -157,9 +163,9 @@ fn grant(
     };
     seat.overage = in_use > seats_bought;
     let written = match &held {
-        None => match diesel::insert_into(seats::table)
+        None => match crate::on_backend!(conn, |c| diesel::insert_into(seats::table)
             .values(seat.clone())
-            .execute(conn)
+            .execute(c))
         {
             Err(e) if is_unique_violation(&e) => 0,
             other => other?,
@@ -189,7 +195,7 @@ fn grant(
         // Roll back this grant's savepoint (the counter goes back too) and retry from a fresh read.
         return Err(TxnError::LostRace);
     }
-    journal::record(
+    journal::record_numbered(
         conn,
         &Change {
             at: now,
@@ -205,6 +211,11 @@ fn grant(
                 "seats": seats_bought,
                 "overage": seat.overage,
             }),
+        },
+        Recorded {
+            seq,
+            in_use,
+            seats: seats_bought,
         },
     )?;
     Ok(Grant::Granted(Box::new(seat)))

@@ -11,7 +11,7 @@ use crate::audit;
 use crate::db::DbConn;
 use crate::db::models::{License, Seat};
 use crate::db::schema::{licenses, seats};
-use crate::journal::{self, Change, ChangeKind};
+use crate::journal::{self, Change, ChangeKind, Recorded};
 use crate::licenses as license_store;
 
 /// Changes the user name on a seat: a new device key with `gen + 1`, at most
@@ -184,14 +184,17 @@ fn free(conn: &mut DbConn, seat: &Seat, release: &Release) -> Result<Seat, SeatE
     }
     // The license row first, then the seat: one lock order everywhere, so concurrent
     // changes on PostgreSQL cannot deadlock.
-    diesel::update(licenses::table.filter(licenses::id.eq(&seat.license_id)))
-        .set((
-            licenses::in_use.eq(licenses::in_use - 1),
-            // Shrinks the surplus of a down-renewal as seats drain.
-            licenses::ceiling.eq(rules::ceiling_sql(None, -1)),
-            licenses::updated_at.eq(now),
-        ))
-        .execute(conn)?;
+    let (seq, in_use, seats_bought): (i64, i64, i64) =
+        diesel::update(licenses::table.filter(licenses::id.eq(&seat.license_id)))
+            .set((
+                licenses::in_use.eq(licenses::in_use - 1),
+                // Shrinks the surplus of a down-renewal as seats drain.
+                licenses::ceiling.eq(rules::ceiling_sql(None, -1)),
+                licenses::updated_at.eq(now),
+                journal::take_number(),
+            ))
+            .returning((licenses::change_seq, licenses::in_use, licenses::seats))
+            .get_result(conn)?;
     let changed = diesel::update(
         seats::table
             .filter(seats::id.eq(&seat.id))
@@ -215,7 +218,7 @@ fn free(conn: &mut DbConn, seat: &Seat, release: &Release) -> Result<Seat, SeatE
     } else {
         ChangeKind::SeatRetired
     };
-    journal::record(
+    journal::record_numbered(
         conn,
         &Change {
             at: now,
@@ -227,6 +230,11 @@ fn free(conn: &mut DbConn, seat: &Seat, release: &Release) -> Result<Seat, SeatE
                 "device_id": seat.device_id,
                 "user_name": seat.user_name,
             }),
+        },
+        Recorded {
+            seq,
+            in_use,
+            seats: seats_bought,
         },
     )?;
     let mut freed = seat.clone();
