@@ -47,9 +47,35 @@ impl Job for ClockSync {
     }
 }
 
+/// Forgets device proofs too old to be replayed anyway (their `iat` check fails), so the
+/// table holds minutes of proofs, not years.
+#[derive(Debug)]
+pub struct PruneProofs;
+
+impl Job for PruneProofs {
+    fn name(&self) -> &'static str {
+        "prune_proofs"
+    }
+
+    fn interval(&self) -> Duration {
+        Duration::from_secs(600)
+    }
+
+    fn run(&self, app: &App) -> Result<(), JobError> {
+        let now = app.clock.now();
+        let pruned = app.db.write("device_proofs", move |conn| {
+            crate::seats::auth::prune_proofs(conn, now).map_err(DbError::from)
+        })?;
+        if pruned > 0 {
+            tracing::debug!(pruned, "old device proofs forgotten");
+        }
+        Ok(())
+    }
+}
+
 /// The jobs `serve` runs.
 pub fn standard() -> Vec<Arc<dyn Job>> {
-    vec![Arc::new(ClockSync)]
+    vec![Arc::new(ClockSync), Arc::new(PruneProofs)]
 }
 
 /// Running jobs; [`JobRunner::shutdown`] stops them.

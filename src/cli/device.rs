@@ -2,9 +2,11 @@
 //! crate ([`seatkeep_device`]: formats, wire types, offline verifier) plus HTTP and files:
 //!
 //! * [`http`]: the activation round trip (`POST /api/v1/activations`);
+//! * [`change`]: reissue and return, with a proof signed by the device key;
 //! * [`files`]: the saved activation and the inputs of `device verify`;
 //! * [`error`]: the client's errors.
 
+pub mod change;
 pub mod error;
 pub mod files;
 pub mod http;
@@ -50,6 +52,37 @@ enum DeviceCommand {
         /// Extra CA certificate (PEM) to trust for HTTPS.
         #[arg(long)]
         ca: Option<PathBuf>,
+        /// Do not register a device key pair: the seat is then changed with the return token
+        /// from the first answer, which anyone who copies the saved file can use.
+        #[arg(long)]
+        no_device_key: bool,
+    },
+    /// Change the user name on a saved activation's seat (a new device key, gen + 1).
+    Reissue {
+        /// The file `device activate` wrote.
+        #[arg(long)]
+        saved: PathBuf,
+        /// The new user name.
+        #[arg(long)]
+        user: String,
+        /// Seatkeep base URL (default: the one saved).
+        #[arg(long)]
+        server: Option<String>,
+        /// Extra CA certificate (PEM) to trust for HTTPS.
+        #[arg(long)]
+        ca: Option<PathBuf>,
+    },
+    /// Give a saved activation's seat back to the license.
+    Return {
+        /// The file `device activate` wrote.
+        #[arg(long)]
+        saved: PathBuf,
+        /// Seatkeep base URL (default: the one saved).
+        #[arg(long)]
+        server: Option<String>,
+        /// Extra CA certificate (PEM) to trust for HTTPS.
+        #[arg(long)]
+        ca: Option<PathBuf>,
     },
     /// Verify a device key offline with only the provider's public key.
     Verify {
@@ -81,6 +114,7 @@ impl super::Run for Device {
                 user,
                 out,
                 ca,
+                no_device_key,
             } => activate(
                 &ActivateOptions {
                     server,
@@ -89,9 +123,25 @@ impl super::Run for Device {
                     user,
                     out,
                     ca,
+                    device_key: !no_device_key,
                 },
                 global.json,
             ),
+            DeviceCommand::Reissue {
+                saved,
+                user,
+                server,
+                ca,
+            } => {
+                let opts = change::ChangeOptions { saved, server, ca };
+                let outcome = block_on(change::reissue(&opts, &user))?;
+                report_change(&outcome, global.json)
+            }
+            DeviceCommand::Return { saved, server, ca } => {
+                let opts = change::ChangeOptions { saved, server, ca };
+                let outcome = block_on(change::return_seat(&opts))?;
+                report_change(&outcome, global.json)
+            }
             DeviceCommand::Verify {
                 provider_key,
                 device_key,
@@ -110,13 +160,34 @@ impl super::Run for Device {
     }
 }
 
-/// `seatkeep device activate`.
-pub fn activate(options: &ActivateOptions, json: bool) -> Result<(), CliError> {
+/// Runs one client exchange on a small runtime of its own.
+fn block_on<T>(
+    exchange: impl std::future::Future<Output = Result<T, ClientError>>,
+) -> Result<T, CliError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::Usage(format!("cannot start the HTTP client: {e}")))?;
-    let outcome = runtime.block_on(http::activate(options))?;
+    Ok(runtime.block_on(exchange)?)
+}
+
+fn report_change(outcome: &change::ChangeOutcome, json: bool) -> Result<(), CliError> {
+    if json {
+        return print_json(outcome);
+    }
+    match &outcome.user_name {
+        Some(user) => println!(
+            "reissued: seat {} for user {user:?} (key generation {})",
+            outcome.seat, outcome.generation
+        ),
+        None => println!("returned: seat {} is {}", outcome.seat, outcome.state),
+    }
+    Ok(())
+}
+
+/// `seatkeep device activate`.
+pub fn activate(options: &ActivateOptions, json: bool) -> Result<(), CliError> {
+    let outcome = block_on(http::activate(options))?;
     if json {
         return print_json(&outcome);
     }

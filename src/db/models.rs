@@ -104,6 +104,11 @@ pub struct Seat {
     pub updated_at: i64,
     /// When retired or returned.
     pub released_at: Option<i64>,
+    /// The public key the device registered (a JWK, JSON), when it did.
+    #[serde(skip)]
+    pub device_jwk: Option<String>,
+    /// Its RFC 7638 thumbprint.
+    pub device_jkt: Option<String>,
 }
 
 /// An audit row to insert.

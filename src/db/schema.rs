@@ -64,6 +64,8 @@ diesel::table! {
         activated_at -> BigInt,
         updated_at -> BigInt,
         released_at -> Nullable<BigInt>,
+        device_jwk -> Nullable<Text>,
+        device_jkt -> Nullable<Text>,
     }
 }
 
@@ -93,6 +95,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    /// Device proofs accepted, by seat and jti, so none is accepted twice (kept past the
+    /// proofs' freshness window, then pruned).
+    device_proofs (seat_id, jti) {
+        seat_id -> Text,
+        jti -> Text,
+        used_at -> BigInt,
+    }
+}
+
+diesel::table! {
     /// Console and CLI admin accounts.
     admins (id) {
         id -> Text,
@@ -115,6 +127,7 @@ diesel::table! {
 diesel::joinable!(key_files -> licenses (license_id));
 diesel::joinable!(seats -> licenses (license_id));
 diesel::joinable!(refusal_counts -> licenses (license_id));
+diesel::joinable!(device_proofs -> seats (seat_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     licenses,
@@ -122,6 +135,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     seats,
     audit_log,
     refusal_counts,
+    device_proofs,
     admins,
     server_state,
 );

@@ -18,6 +18,7 @@ pub fn activate(app: &App, req: &ActivationRequest) -> Result<Activation, SeatEr
     rules::validate_device_id(&req.device_id)?;
     rules::validate_user_name(&req.user_name)?;
     let device_info = rules::validate_device_info(req.device_info.as_ref())?;
+    let device_key = rules::validate_device_jwk(req.device_jwk.as_ref())?;
     let file = app.verify_presented(&req.key_file)?;
     let lic = file.claims.lic.as_str();
     txn::settle("one device's seat", || {
@@ -29,12 +30,15 @@ pub fn activate(app: &App, req: &ActivationRequest) -> Result<Activation, SeatEr
         rules::check_usable(&license, now)?;
         rules::require_user_name(license.model, &req.user_name)?;
         if let Some(seat) = held.as_ref().filter(|s| s.state == SeatState::Active) {
+            // A seat with a registered key answers only to that key, and no repeat answer
+            // carries the return token (DESIGN §5).
+            if seat.device_jkt.is_some()
+                && seat.device_jkt.as_deref() != device_key.as_ref().map(|k| k.jkt.as_str())
+            {
+                return Err(SeatError::DeviceKeyMismatch.into());
+            }
             if seat.user_name != req.user_name {
-                return Err(SeatError::ReissueRequired {
-                    seat: seat.id.clone(),
-                    current: seat.user_name.clone(),
-                }
-                .into());
+                return Err(SeatError::ReissueRequired.into());
             }
             return Ok(answer(app, &license, seat, false)?);
         }
@@ -45,6 +49,10 @@ pub fn activate(app: &App, req: &ActivationRequest) -> Result<Activation, SeatEr
             return Err(exhausted(&license, license.in_use).into());
         }
         let mut seat = next_seat(&license, held.as_ref(), req, device_info.clone(), now);
+        if let Some(key) = &device_key {
+            seat.device_jwk = Some(key.json.clone());
+            seat.device_jkt = Some(key.jkt.clone());
+        }
         seat.device_key = sign_device_key(app, &license, &seat, now)?;
         seat.return_token_hash =
             hash_return_token(&app.identity.return_token(&seat.id, seat.cycle));
@@ -112,6 +120,8 @@ fn next_seat(
         activated_at: now,
         updated_at: now,
         released_at: None,
+        device_jwk: None,
+        device_jkt: None,
     }
 }
 
@@ -162,6 +172,11 @@ fn grant(
         });
     };
     seat.overage = in_use > seats_bought;
+    let renamed_from = renamed_after_return(held.as_ref(), &seat, now);
+    if renamed_from.is_some() {
+        // Return and activate again under another name counts as a name change (DESIGN §5).
+        rules::check_reissue_limit(conn, &seat.id, license.reissue_limit, now)?;
+    }
     let written = match &held {
         None => match crate::on_backend!(conn, |c| diesel::insert_into(seats::table)
             .values(seat.clone())
@@ -188,6 +203,8 @@ fn grant(
             seats::activated_at.eq(now),
             seats::updated_at.eq(now),
             seats::released_at.eq(None::<i64>),
+            seats::device_jwk.eq(&seat.device_jwk),
+            seats::device_jkt.eq(&seat.device_jkt),
         ))
         .execute(conn)?,
     };
@@ -218,7 +235,37 @@ fn grant(
             seats: seats_bought,
         },
     )?;
+    if let Some(from_user_name) = renamed_from {
+        journal::record(
+            conn,
+            &Change {
+                at: now,
+                actor: "device",
+                kind: ChangeKind::SeatReissued,
+                license: Some(&license.id),
+                seat: Some(&seat.id),
+                detail: serde_json::json!({
+                    "device_id": seat.device_id,
+                    "from_user_name": from_user_name,
+                    "user_name": seat.user_name,
+                    "generation": seat.generation,
+                    "by": "reactivation",
+                }),
+            },
+        )?;
+    }
     Ok(Grant::Granted(Box::new(seat)))
+}
+
+/// The previous name, when a device takes back the seat it returned less than 365 days ago
+/// under another user name.
+fn renamed_after_return(held: Option<&Seat>, seat: &Seat, now: i64) -> Option<String> {
+    let old = held?;
+    let recent = old
+        .released_at
+        .is_some_and(|at| at >= now - rules::LIMIT_WINDOW_SECS);
+    (old.state == SeatState::Returned && recent && old.user_name != seat.user_name)
+        .then(|| old.user_name.clone())
 }
 
 fn current_in_use(conn: &mut DbConn, lic: &str) -> Result<i64, DbError> {

@@ -5,7 +5,9 @@ use diesel::prelude::*;
 
 use super::rules::{self, LIMIT_WINDOW_SECS};
 use super::txn::{self, TxnError};
-use super::{Activation, SeatError, SeatState, SeatStatus, answer, sign_device_key};
+use super::{
+    Activation, SeatAuth, SeatError, SeatState, SeatStatus, answer, auth, sign_device_key,
+};
 use crate::app::App;
 use crate::audit;
 use crate::db::DbConn;
@@ -13,13 +15,14 @@ use crate::db::models::{License, Seat};
 use crate::db::schema::{licenses, seats};
 use crate::journal::{self, Change, ChangeKind, Recorded};
 use crate::licenses as license_store;
+use seatkeep_device::proof::ProofAction;
 
 /// Changes the user name on a seat: a new device key with `gen + 1`, at most
 /// `reissue_limit` times per 365 days. The same name again returns the current key.
 pub fn reissue(
     app: &App,
     seat_id: &str,
-    return_token: &str,
+    auth: &SeatAuth,
     user_name: &str,
 ) -> Result<Activation, SeatError> {
     rules::validate_user_name(user_name)?;
@@ -27,14 +30,20 @@ pub fn reissue(
         let now = app.clock.now();
         let (seat, license) = txn::read(app, |conn| {
             let seat = txn::find_seat(conn, seat_id)?;
-            rules::check_return_token(&seat, return_token)?;
-            rules::require_active(&seat)?;
-            let license = find_license(conn, &seat.license_id)?;
-            Ok((seat, license))
+            Ok((seat.clone(), find_license(conn, &seat.license_id)?))
         })?;
+        let jti = auth::authorize(app, &seat, auth, ProofAction::Reissue, Some(user_name), now)?;
+        rules::require_active(&seat)?;
         rules::check_usable(&license, now)?;
         rules::require_user_name(license.model, user_name)?;
         if seat.user_name == user_name {
+            // Nothing changes, but an accepted proof is still spent.
+            if jti.is_some() {
+                let id = seat.id.clone();
+                app.db.write(&license.id.clone(), move |conn| {
+                    auth::record_proof(conn, &id, jti.as_deref(), now)
+                })?;
+            }
             return Ok(answer(app, &license, &seat, false)?);
         }
         app.clock.check(now)?;
@@ -44,7 +53,7 @@ pub fn reissue(
         renamed.device_key = sign_device_key(app, &license, &renamed, now)?;
         let limit = license.reissue_limit;
         let written = app.db.write(&license.id.clone(), move |conn| {
-            rename(conn, &seat, renamed, limit, now)
+            rename(conn, &seat, renamed, limit, jti.as_deref(), now)
         })?;
         Ok(answer(app, &license, &written, false)?)
     })
@@ -56,22 +65,10 @@ fn rename(
     seat: &Seat,
     renamed: Seat,
     limit: i64,
+    jti: Option<&str>,
     now: i64,
 ) -> Result<Seat, TxnError> {
-    let (count, oldest) = audit::count_since(
-        conn,
-        &seat.id,
-        ChangeKind::SeatReissued,
-        now - LIMIT_WINDOW_SECS,
-    )?;
-    if count >= limit {
-        return Err(SeatError::ReissueLimitReached {
-            seat: seat.id.clone(),
-            limit,
-            retry_after: rules::retry_after(oldest, now),
-        }
-        .into());
-    }
+    rules::check_reissue_limit(conn, &seat.id, limit, now)?;
     // No seat counter changes, so the journal comes before the seat update: it locks the
     // license row before the seat row, in the order every change takes them. Two reissues
     // of one seat cannot both pass the count: the second loses the generation check below.
@@ -91,6 +88,7 @@ fn rename(
             }),
         },
     )?;
+    auth::record_proof(conn, &seat.id, jti, now)?;
     let changed = diesel::update(
         seats::table
             .filter(seats::id.eq(&seat.id))
@@ -114,19 +112,20 @@ fn rename(
 
 /// The device gives its seat back (proving it holds the return token), at most
 /// `return_limit` times per 365 days.
-pub fn return_seat(app: &App, seat_id: &str, return_token: &str) -> Result<SeatStatus, SeatError> {
+pub fn return_seat(app: &App, seat_id: &str, auth: &SeatAuth) -> Result<SeatStatus, SeatError> {
+    let now = app.clock.now();
     let (seat, license) = txn::read(app, |conn| {
         let seat = txn::find_seat(conn, seat_id)?;
-        rules::check_return_token(&seat, return_token)?;
-        rules::require_active(&seat)?;
-        let license = find_license(conn, &seat.license_id)?;
-        Ok((seat, license))
+        Ok((seat.clone(), find_license(conn, &seat.license_id)?))
     })?;
+    let jti = auth::authorize(app, &seat, auth, ProofAction::Return, None, now)?;
+    rules::require_active(&seat)?;
     let release = Release {
         to: SeatState::Returned,
         actor: "device".to_owned(),
         return_limit: Some(license.return_limit),
-        now: app.clock.now(),
+        proof_jti: jti,
+        now,
     };
     release_seat(app, seat, release)
 }
@@ -142,6 +141,7 @@ pub fn retire(app: &App, seat_id: &str, actor: &str) -> Result<SeatStatus, SeatE
         to: SeatState::Retired,
         actor: actor.to_owned(),
         return_limit: None,
+        proof_jti: None,
         now: app.clock.now(),
     };
     release_seat(app, seat, release)
@@ -154,6 +154,8 @@ struct Release {
     actor: String,
     /// Returns allowed per 365 days, for a return.
     return_limit: Option<i64>,
+    /// The device proof that asked for it, spent in the same transaction.
+    proof_jti: Option<String>,
     now: i64,
 }
 
@@ -195,6 +197,7 @@ fn free(conn: &mut DbConn, seat: &Seat, release: &Release) -> Result<Seat, SeatE
             ))
             .returning((licenses::change_seq, licenses::in_use, licenses::seats))
             .get_result(conn)?;
+    auth::record_proof(conn, &seat.id, release.proof_jti.as_deref(), now)?;
     let changed = diesel::update(
         seats::table
             .filter(seats::id.eq(&seat.id))

@@ -8,6 +8,7 @@
 //! (license, device) is a unique constraint.
 
 mod activate;
+pub mod auth;
 mod change;
 mod query;
 pub mod rules;
@@ -63,15 +64,19 @@ pub enum SeatError {
     /// Reissue or return of a seat that is retired, returned or revoked.
     #[error("seat {seat} is {state}, not active")]
     SeatNotActive { seat: String, state: String },
-    /// The device asked again under another user name: that is a reissue.
+    /// The device asked again under another user name: that is a reissue. Says nothing
+    /// else (not the name on the seat: DESIGN §5).
     #[error(
-        "device already holds seat {seat} for user '{current}'; change the name with POST /api/v1/activations/{seat}/reissue"
+        "this device holds a seat of this license under another user name; change the name with POST /api/v1/activations/{{seat}}/reissue"
     )]
-    ReissueRequired {
-        seat: String,
-        /// The name on the seat now.
-        current: String,
-    },
+    ReissueRequired,
+    /// The same device id with another device key (a cloned image, or a reinstall that made
+    /// a new key: an admin retires the seat, then the device activates again).
+    #[error("this device's seat is registered with another device key")]
+    DeviceKeyMismatch,
+    /// The proof is missing, does not verify with the seat's key, is stale or replayed.
+    #[error("{0}")]
+    InvalidDeviceProof(String),
     #[error("seat {seat} reached its limit of {limit} name changes per 365 days")]
     ReissueLimitReached {
         seat: String,
@@ -109,7 +114,9 @@ impl SeatError {
             Self::LicenseRevoked(_) => ProblemCode::LicenseRevoked,
             Self::SeatsExhausted { .. } => ProblemCode::SeatsExhausted,
             Self::SeatNotActive { .. } => ProblemCode::SeatNotActive,
-            Self::ReissueRequired { .. } => ProblemCode::ReissueRequired,
+            Self::ReissueRequired => ProblemCode::ReissueRequired,
+            Self::DeviceKeyMismatch => ProblemCode::DeviceKeyMismatch,
+            Self::InvalidDeviceProof(_) => ProblemCode::InvalidDeviceProof,
             Self::ReissueLimitReached { .. } => ProblemCode::ReissueLimitReached,
             Self::ReturnLimitReached { .. } => ProblemCode::ReturnLimitReached,
             Self::InvalidReturnToken => ProblemCode::InvalidReturnToken,
@@ -129,6 +136,17 @@ pub struct ActivationRequest {
     pub user_name: String,
     /// Optional device description (a JSON object).
     pub device_info: Option<serde_json::Value>,
+    /// The device's own public key, when it made one.
+    pub device_jwk: Option<seatkeep_device::DeviceJwk>,
+}
+
+/// What a device presents to reissue or return its seat.
+#[derive(Debug, Clone)]
+pub enum SeatAuth {
+    /// The token from the 201 that created a seat without a device key.
+    ReturnToken(String),
+    /// A proof signed by the seat's device key.
+    Proof(String),
 }
 
 /// What a device gets back.
@@ -144,8 +162,9 @@ pub struct Activation {
     pub state: SeatState,
     /// End of the license term.
     pub expires_at: Option<i64>,
-    /// Proof of possession for reissue and return.
-    pub return_token: String,
+    /// Proof of possession for reissue and return: only in the 201 that created a seat
+    /// without a device key.
+    pub return_token: Option<String>,
     /// Granted under the overage allowance (beyond the seats bought).
     pub overage: bool,
     /// Device key generation.
@@ -219,7 +238,8 @@ fn answer(
         key_file: key_file.to_string(),
         state: seat.state,
         expires_at: license.expires_at,
-        return_token: app.identity.return_token(&seat.id, seat.cycle),
+        return_token: (created && seat.device_jkt.is_none())
+            .then(|| app.identity.return_token(&seat.id, seat.cycle)),
         overage: seat.overage,
         generation: seat.generation,
     })

@@ -29,10 +29,17 @@ pub struct StoredKey {
     pub license: String,
 }
 
-/// Every active device key of a device under the license of `key_file` (reinstall).
-pub fn lookup(app: &App, key_file: &str, device_id: &str) -> Result<Vec<StoredKey>, SeatError> {
+/// The active device keys of one user on a device under the license of `key_file`
+/// (reinstall). Another user's keys are never returned (DESIGN §5).
+pub fn lookup(
+    app: &App,
+    key_file: &str,
+    device_id: &str,
+    user_name: &str,
+) -> Result<Vec<StoredKey>, SeatError> {
     rules::validate_key_file_text(key_file)?;
     rules::validate_device_id(device_id)?;
+    rules::validate_user_name(user_name)?;
     let file = app.verify_presented(key_file)?;
     let mut conn = app.db.conn()?;
     let lic = &file.claims.lic;
@@ -42,6 +49,7 @@ pub fn lookup(app: &App, key_file: &str, device_id: &str) -> Result<Vec<StoredKe
     let rows: Vec<Seat> = seats::table
         .filter(seats::license_id.eq(lic))
         .filter(seats::device_id.eq(device_id))
+        .filter(seats::user_name.eq(user_name))
         .filter(seats::state.eq(SeatState::Active.as_str()))
         .select(Seat::as_select())
         .load(&mut *conn)?;

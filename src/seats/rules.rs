@@ -240,6 +240,58 @@ pub fn validate_seat_id(seat_id: &str) -> Result<(), SeatError> {
     }
 }
 
+/// A checked `device_jwk`: the JWK as stored and its thumbprint.
+#[derive(Debug, Clone)]
+pub struct RegisteredKey {
+    pub json: String,
+    pub jkt: String,
+}
+
+/// Checks a `device_jwk` (an Ed25519 public key, not of small order).
+pub fn validate_device_jwk(
+    jwk: Option<&seatkeep_device::DeviceJwk>,
+) -> Result<Option<RegisteredKey>, SeatError> {
+    let Some(jwk) = jwk else {
+        return Ok(None);
+    };
+    jwk.verifying_key().map_err(|e| SeatError::InvalidField {
+        field: "device_jwk",
+        reason: e.to_string(),
+    })?;
+    let json = serde_json::to_string(jwk).map_err(|e| SeatError::InvalidField {
+        field: "device_jwk",
+        reason: e.to_string(),
+    })?;
+    Ok(Some(RegisteredKey {
+        json,
+        jkt: jwk.thumbprint(),
+    }))
+}
+
+/// Refuses a name change when the seat had `limit` of them in the last 365 days (reissues,
+/// and activations under a new name after a return).
+pub fn check_reissue_limit(
+    conn: &mut crate::db::DbConn,
+    seat_id: &str,
+    limit: i64,
+    now: i64,
+) -> Result<(), SeatError> {
+    let (count, oldest) = crate::audit::count_since(
+        conn,
+        seat_id,
+        crate::journal::ChangeKind::SeatReissued,
+        now - LIMIT_WINDOW_SECS,
+    )?;
+    if count >= limit {
+        return Err(SeatError::ReissueLimitReached {
+            seat: seat_id.to_owned(),
+            limit,
+            retry_after: retry_after(oldest, now),
+        });
+    }
+    Ok(())
+}
+
 /// Checks the key file text is present.
 pub fn validate_key_file_text(key_file: &str) -> Result<(), SeatError> {
     if key_file.trim().is_empty() {

@@ -11,7 +11,7 @@ use seatkeep_device::api::{
 use super::errors::ApiError;
 use crate::app::App;
 use crate::metrics;
-use crate::seats::{self, Activation, ActivationRequest};
+use crate::seats::{self, Activation, ActivationRequest, SeatAuth};
 
 /// Routes of this module.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -39,7 +39,7 @@ fn activation_answer(activation: Activation) -> ActivationAnswer {
         key_file: activation.key_file,
         state: activation.state.as_str().to_owned(),
         expires_at: activation.expires_at,
-        return_token: Some(activation.return_token),
+        return_token: activation.return_token,
         overage: activation.overage,
         generation: activation.generation,
     }
@@ -66,6 +66,20 @@ fn stored_key(key: seats::StoredKey) -> StoredKey {
     }
 }
 
+/// Exactly one of `return_token` and `proof`.
+fn seat_auth(return_token: Option<String>, proof: Option<String>) -> Result<SeatAuth, ApiError> {
+    match (return_token, proof) {
+        (Some(token), None) => Ok(SeatAuth::ReturnToken(token)),
+        (None, Some(proof)) => Ok(SeatAuth::Proof(proof)),
+        (None, None) => Err(ApiError::BadRequest(
+            "send return_token (a seat without a device key) or proof (a seat with one)".into(),
+        )),
+        (Some(_), Some(_)) => Err(ApiError::BadRequest(
+            "send return_token or proof, not both".into(),
+        )),
+    }
+}
+
 async fn create_activation(
     app: web::Data<App>,
     body: web::Json<ActivationBody>,
@@ -77,6 +91,7 @@ async fn create_activation(
         device_id: body.device_id,
         user_name: body.user_name,
         device_info: body.device_info,
+        device_jwk: body.device_jwk,
     };
     let result = web::block(move || seats::activate(&app, &request)).await?;
     metrics::count_activation(&result);
@@ -106,9 +121,9 @@ async fn reissue_activation(
     let app = app.into_inner();
     let seat = seat.into_inner();
     let body = body.into_inner();
+    let auth = seat_auth(body.return_token, body.proof)?;
     let activation =
-        web::block(move || seats::reissue(&app, &seat, &body.return_token, &body.user_name))
-            .await??;
+        web::block(move || seats::reissue(&app, &seat, &auth, &body.user_name)).await??;
     Ok(HttpResponse::Ok().json(activation_answer(activation)))
 }
 
@@ -120,7 +135,8 @@ async fn return_activation(
     let app = app.into_inner();
     let seat = seat.into_inner();
     let body = body.into_inner();
-    let status = web::block(move || seats::return_seat(&app, &seat, &body.return_token)).await??;
+    let auth = seat_auth(body.return_token, body.proof)?;
+    let status = web::block(move || seats::return_seat(&app, &seat, &auth)).await??;
     Ok(HttpResponse::Ok().json(seat_status(status)))
 }
 
@@ -130,7 +146,9 @@ async fn lookup_keys(
 ) -> Result<HttpResponse, ApiError> {
     let app = app.into_inner();
     let body = body.into_inner();
-    let keys = web::block(move || seats::lookup(&app, &body.key_file, &body.device_id)).await??;
+    let keys =
+        web::block(move || seats::lookup(&app, &body.key_file, &body.device_id, &body.user_name))
+            .await??;
     Ok(HttpResponse::Ok().json(LookupAnswer {
         keys: keys.into_iter().map(stored_key).collect(),
     }))

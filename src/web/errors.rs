@@ -128,7 +128,6 @@ fn seat_extras(e: &SeatError, problem: &mut Problem) {
             problem.add("in_use", json!(in_use));
         }
         SeatError::SeatNotActive { state, .. } => problem.add("state", json!(state)),
-        SeatError::ReissueRequired { seat, .. } => problem.add("seat", json!(seat)),
         SeatError::ReissueLimitReached {
             limit, retry_after, ..
         }

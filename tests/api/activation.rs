@@ -52,12 +52,14 @@ async fn lifecycle(backend: Backend) {
     assert_eq!(claims["product"], json!({"id": "wordsmith", "edition": 2}));
     assert_eq!(claims["model"], "node_locked");
 
-    // Same device again: same seat, same key, same token (safe to retry).
+    // Same device again: same seat, same key (safe to retry), and no return token: only the
+    // 201 that created the seat carries it (DESIGN §5).
     let (status, again) = server.activate(&key_file, "dev-1", "Ada").await;
     assert_eq!(status, 200);
-    for field in ["seat", "device_key", "return_token"] {
+    for field in ["seat", "device_key"] {
         assert_eq!(again[field], first[field], "{field}");
     }
+    assert!(again.get("return_token").is_none(), "{again}");
     // The bare compact JWS proves possession too.
     let bare = seatkeep::keyfile::dearmor(key_file.as_bytes()).unwrap();
     assert_eq!(server.activate(&bare, "dev-1", "Ada").await.0, 200);
@@ -66,6 +68,10 @@ async fn lifecycle(backend: Backend) {
     assert_eq!(
         (status, body["code"].as_str()),
         (409, Some("reissue_required"))
+    );
+    assert!(
+        !body.to_string().contains("Ada"),
+        "the refusal names nobody: {body}"
     );
 
     let seat = first["seat"].as_str().unwrap();
@@ -110,16 +116,26 @@ async fn lifecycle(backend: Backend) {
     );
     assert_eq!(renamed["seat"], third["seat"]);
 
-    // Key repository: the device's active keys.
+    // Key repository: that user's active keys on the device, nobody else's.
     let (status, keys) = server
         .post(
             "/api/v1/keys/lookup",
-            &json!({"key_file": key_file, "device_id": "dev-3"}),
+            &json!({"key_file": key_file, "device_id": "dev-3", "user_name": "Cyrus"}),
         )
         .await;
     assert_eq!(status, 200);
     assert_eq!(keys["keys"].as_array().unwrap().len(), 1);
     assert_eq!(keys["keys"][0]["device_key"], renamed["device_key"]);
+    let (status, none) = server
+        .post(
+            "/api/v1/keys/lookup",
+            &json!({"key_file": key_file, "device_id": "dev-3", "user_name": "Cy"}),
+        )
+        .await;
+    assert_eq!(
+        (status, none["keys"].as_array().map(Vec::len)),
+        (200, Some(0))
+    );
 
     // Return: wrong token refused and nothing changes; right token frees the seat.
     let (status, body) = server
@@ -553,7 +569,7 @@ async fn bad_requests(backend: Backend) {
     let (status, body) = server
         .post(
             "/api/v1/keys/lookup",
-            &json!({"key_file": key_file, "device_id": "bad id"}),
+            &json!({"key_file": key_file, "device_id": "bad id", "user_name": "Ada"}),
         )
         .await;
     assert_eq!(

@@ -108,11 +108,12 @@ async fn same_device_concurrently(backend: Backend) {
         .map(|(_, b)| b["device_key"].as_str().unwrap())
         .collect();
     assert_eq!(keys.len(), 1, "all 20 answers carry the same key");
-    let tokens: HashSet<&str> = results
+    // Only the answer that created the seat carries the return token.
+    let tokens: Vec<&str> = results
         .iter()
-        .map(|(_, b)| b["return_token"].as_str().unwrap())
+        .filter_map(|(_, b)| b["return_token"].as_str())
         .collect();
-    assert_eq!(tokens.len(), 1);
+    assert_eq!(tokens.len(), 1, "one return token, in the one 201");
     assert_consistent(&env, 1);
 }
 both_backends!(one_device_twenty_times, same_device_concurrently);

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::device_jwk::DeviceJwk;
+
 /// Path of the activation endpoint below the server's base URL.
 pub const ACTIVATIONS_PATH: &str = "/api/v1/activations";
 
@@ -20,6 +22,11 @@ pub struct ActivationBody {
     /// A JSON object describing the device (at most 4 KiB serialized), kept with the seat.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_info: Option<serde_json::Value>,
+    /// The public half of a key pair the device made and keeps ([`crate::device_jwk`]).
+    /// A seat created with one is changed only with proofs signed by it, and a repeat
+    /// activation must carry the same key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_jwk: Option<DeviceJwk>,
 }
 
 /// Answer to an activation (201 new seat, 200 the same device again) and to a reissue.
@@ -37,7 +44,8 @@ pub struct ActivationAnswer {
     /// The license's end of term, unix seconds; null means perpetual.
     #[serde(default)]
     pub expires_at: Option<i64>,
-    /// Proof of possession for reissue and return; keep it secret.
+    /// Proof of possession for reissue and return of a seat without a `device_jwk`; keep it
+    /// secret. Only in the 201 that created the seat, never in a later answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub return_token: Option<String>,
     /// Granted under the overage allowance (beyond the seats bought).
@@ -66,35 +74,47 @@ pub struct SeatStatus {
 }
 
 /// Body of `POST /api/v1/activations/{seat}/reissue`: a name change, limited by the
-/// license's `reissue_limit`.
+/// license's `reissue_limit`. Exactly one of `return_token` (a seat without a device key)
+/// and `proof` (a seat with one).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReissueBody {
-    /// The token from the activation that created the seat.
-    pub return_token: String,
+    /// The token from the 201 that created the seat.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub return_token: Option<String>,
+    /// A [`crate::proof`] with `action: "reissue"` and the new `user_name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<String>,
     /// The new user name.
     pub user_name: String,
 }
 
 /// Body of `POST /api/v1/activations/{seat}/return`, limited by the license's `return_limit`.
+/// Exactly one of `return_token` and `proof`, as for a reissue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReturnBody {
-    /// The token from the activation that created the seat.
-    pub return_token: String,
+    /// The token from the 201 that created the seat.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub return_token: Option<String>,
+    /// A [`crate::proof`] with `action: "return"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<String>,
 }
 
-/// Body of `POST /api/v1/keys/lookup`: a device's active keys, after a reinstall.
+/// Body of `POST /api/v1/keys/lookup`: a user's active keys on a device, after a reinstall.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LookupBody {
     /// The key file's text, armored or bare.
     pub key_file: String,
     /// Device id.
     pub device_id: String,
+    /// Only this user's keys are returned.
+    pub user_name: String,
 }
 
 /// Answer to `POST /api/v1/keys/lookup`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LookupAnswer {
-    /// One entry per active seat of the device under the key file's license.
+    /// One entry per active seat of that user on the device under the key file's license.
     pub keys: Vec<StoredKey>,
 }
 
@@ -124,6 +144,7 @@ mod tests {
             device_id: "d".into(),
             user_name: "u".into(),
             device_info: None,
+            device_jwk: None,
         };
         assert_eq!(
             serde_json::to_string(&body).unwrap(),

@@ -2,10 +2,11 @@
 //! of the device API, and the offline verifier of the chain
 //! provider key → key file → device key (DESIGN §2, §3, §5, §10.5).
 //!
-//! Pure Rust and free of I/O: the caller reads files, speaks HTTP and passes the clock. Only
-//! public-key operations happen here (Ed25519 with `ed25519-dalek`, RSA with `rsa`); nothing
-//! holds a private key. The Seatkeep server parses with the same types, so both sides read
-//! every format the same way.
+//! Pure Rust and free of I/O: the caller reads files, speaks HTTP and passes the clock.
+//! Verification is public-key work (Ed25519 with `ed25519-dalek`, RSA with `rsa`); the only
+//! private key handled is the device's own Ed25519 key, for its proofs ([`device_jwk`],
+//! [`proof`]), signed in constant time by `ed25519-dalek`. The Seatkeep server parses with
+//! the same types, so both sides read every format the same way.
 //!
 //! * [`jws`]: compact JWS framing, the pinned algorithms ([`JwsAlgorithm`]);
 //! * [`armor`]: the `-----BEGIN SEATKEEP …-----` envelope, one [`armor::Label`] per file kind;
@@ -13,6 +14,8 @@
 //! * [`device_key`]: device key claims;
 //! * [`api`]: request and answer bodies of `/api/v1`;
 //! * [`problem`]: the stable error codes ([`ProblemCode`]) and problem bodies;
+//! * [`device_jwk`], [`proof`]: the device's own key and the proofs it signs for reissue
+//!   and return;
 //! * [`keys`], [`verify`]: public keys and the offline verifier.
 //!
 //! # Verifying a device key
@@ -54,14 +57,17 @@
 
 pub mod api;
 pub mod armor;
+pub mod device_jwk;
 pub mod device_key;
 pub mod jws;
 pub mod keyfile;
 pub mod keys;
 pub mod problem;
+pub mod proof;
 mod time;
 pub mod verify;
 
+pub use device_jwk::DeviceJwk;
 pub use device_key::{DEVICE_KEY_TYP, DeviceKeyClaims, DeviceKeyProduct};
 pub use jws::JwsAlgorithm;
 pub use keyfile::{KEY_FILE_TYP, KeyFileClaims, LicenseModel};

@@ -13,11 +13,72 @@ const MAX_INPUT_BYTES: u64 = 1024 * 1024;
 /// [`seatkeep_device::api::ActivationAnswer`], so the client reads what the server writes.
 pub type SavedActivation = seatkeep_device::api::ActivationAnswer;
 
-/// Reads a saved activation (the JSON file [`super::http::activate`] writes).
+/// What the client keeps next to the server's answer in the saved file: where it activated,
+/// as which device, and the device's own key (the file is mode 0600 for it and the token).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct DeviceState {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    /// base64url of the 32-byte Ed25519 seed of the device key; absent with
+    /// `--no-device-key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_secret_key: Option<String>,
+}
+
+impl DeviceState {
+    /// The device's signing key, when it has one.
+    pub fn signing_key(
+        &self,
+        path: &Path,
+    ) -> Result<Option<ed25519_dalek::SigningKey>, ClientError> {
+        use base64::Engine as _;
+        let Some(encoded) = &self.device_secret_key else {
+            return Ok(None);
+        };
+        let bad = |reason: &str| ClientError::SavedActivation {
+            path: path.to_path_buf(),
+            reason: format!("device_secret_key {reason}"),
+        };
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(encoded)
+            .map_err(|_| bad("is not base64url"))?;
+        let seed: [u8; 32] = bytes.try_into().map_err(|_| bad("is not 32 bytes"))?;
+        Ok(Some(ed25519_dalek::SigningKey::from_bytes(&seed)))
+    }
+}
+
 #[cfg(test)]
+/// Reads a saved activation (the JSON file [`super::http::activate`] writes) with the
+/// client's own state.
 pub fn load_saved_activation(path: &Path) -> Result<SavedActivation, ClientError> {
+    load_saved(path).map(|(answer, _)| answer)
+}
+
+/// Reads a saved activation and the client state kept with it.
+pub fn load_saved(path: &Path) -> Result<(SavedActivation, DeviceState), ClientError> {
     let text = read_text(path, "cannot read saved activation")?;
-    parse_saved(&text, path)
+    let answer = parse_saved(&text, path)?;
+    let state: DeviceState =
+        serde_json::from_str(&text).map_err(|e| ClientError::SavedActivation {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    Ok((answer, state))
+}
+
+/// The saved file's JSON: the server's answer with the client state beside it.
+pub fn saved_json(
+    answer: &serde_json::Value,
+    state: &DeviceState,
+) -> Result<serde_json::Value, ClientError> {
+    let mut value = answer.clone();
+    let extra = serde_json::to_value(state).map_err(|e| ClientError::Setup(e.to_string()))?;
+    if let (Some(object), serde_json::Value::Object(extra)) = (value.as_object_mut(), extra) {
+        object.extend(extra);
+    }
+    Ok(value)
 }
 
 /// Reads `device verify`'s inputs: `device_key_path` holds either a saved activation (JSON,

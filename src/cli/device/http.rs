@@ -9,7 +9,9 @@ use seatkeep_device::problem::Problem;
 use serde::Serialize;
 
 use super::ClientError;
-use super::files::{SavedActivation, read_bytes, read_text, write_private_json};
+use super::files::{
+    DeviceState, SavedActivation, load_saved, read_bytes, read_text, saved_json, write_private_json,
+};
 
 /// How long one request may take, connection included.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -31,6 +33,9 @@ pub struct ActivateOptions {
     pub out: Option<PathBuf>,
     /// Extra PEM root certificate(s) trusted for HTTPS.
     pub ca: Option<PathBuf>,
+    /// Register a device key pair (the default): reissue and return then need a proof signed
+    /// by it, so nobody who only knows this device's id can change its seat.
+    pub device_key: bool,
 }
 
 impl ActivateOptions {
@@ -61,39 +66,51 @@ pub struct ActivationOutcome {
     pub saved_to: PathBuf,
 }
 
-/// Activates a seat: sends the key file, device id and user name to the server, saves the
-/// answer (mode 0600: it holds the return token) and returns the seat and its state.
+/// Activates a seat: sends the key file, device id, user name and (by default) the public
+/// half of the device's own key, saves the answer with the key (mode 0600) and returns the
+/// seat and its state. A device key saved by an earlier activation of the same device in the
+/// same file is used again: a repeat activation must carry the key the seat was made with.
 ///
 /// Needs a rustls crypto provider; if none is installed yet, aws-lc-rs is installed.
 pub async fn activate(opts: &ActivateOptions) -> Result<ActivationOutcome, ClientError> {
     let key_file = read_text(&opts.key_file, "cannot read key file")?;
     let url = activations_url(&opts.server)?;
     let client = build_client(opts.ca.as_deref())?;
+    let out = opts.out_path();
+    let state = DeviceState {
+        server: Some(opts.server.clone()),
+        device_id: Some(opts.device_id.clone()),
+        device_secret_key: if opts.device_key {
+            Some(device_secret(&out, &opts.device_id)?)
+        } else {
+            None
+        },
+    };
+    let device_jwk = state
+        .signing_key(&out)?
+        .map(|key| seatkeep_device::DeviceJwk::from_key(&key.verifying_key()));
     let request = ActivationBody {
         key_file,
         device_id: opts.device_id.clone(),
         user_name: opts.user.clone(),
         device_info: None,
+        device_jwk,
     };
-    let http_error = |source| ClientError::Http {
-        url: url.to_string(),
-        source,
-    };
-    let response = client
-        .post(url.clone())
-        .json(&request)
-        .send()
-        .await
-        .map_err(http_error)?;
-    let status = response.status();
-    let retry_after = retry_after(&response);
-    let body = read_body(response, url.as_str()).await?;
+    let (status, body) = send_json(&client, &url, &request).await?;
     if status != reqwest::StatusCode::OK && status != reqwest::StatusCode::CREATED {
-        return Err(refusal(status, &body, retry_after, url.as_str()));
+        return Err(refusal(status, &body.bytes, body.retry_after, url.as_str()));
     }
-    let (saved, value) = parse_activation(&body, url.as_str())?;
-    let out = opts.out_path();
-    write_private_json(&out, &value)?;
+    let (saved, value) = parse_activation(&body.bytes, url.as_str())?;
+    // A repeat answer carries no return token: keep the one from the 201.
+    let mut value = value;
+    if saved.return_token.is_none()
+        && let Ok((previous, _)) = load_saved(&out)
+        && previous.seat == saved.seat
+        && let (Some(token), Some(object)) = (previous.return_token, value.as_object_mut())
+    {
+        object.insert("return_token".into(), token.into());
+    }
+    write_private_json(&out, &saved_json(&value, &state)?)?;
     Ok(ActivationOutcome {
         seat: saved.seat,
         state: saved.state,
@@ -105,14 +122,60 @@ pub async fn activate(opts: &ActivateOptions) -> Result<ActivationOutcome, Clien
     })
 }
 
+/// The device key seed saved for `device_id` in `out`, or a new one.
+fn device_secret(out: &Path, device_id: &str) -> Result<String, ClientError> {
+    if let Ok((_, state)) = load_saved(out)
+        && state.device_id.as_deref() == Some(device_id)
+        && let Some(secret) = state.device_secret_key
+    {
+        return Ok(secret);
+    }
+    Ok(seatkeep_device::jws::b64url(&rand::random::<[u8; 32]>()))
+}
+
+/// An answer's status, body and `Retry-After`.
+pub(super) struct Answer {
+    pub bytes: Vec<u8>,
+    pub retry_after: Option<u64>,
+}
+
+/// POSTs `body` as JSON to `url` and reads the answer (capped).
+pub(super) async fn send_json<T: Serialize>(
+    client: &reqwest::Client,
+    url: &reqwest::Url,
+    body: &T,
+) -> Result<(reqwest::StatusCode, Answer), ClientError> {
+    let response = client
+        .post(url.clone())
+        .json(body)
+        .send()
+        .await
+        .map_err(|source| ClientError::Http {
+            url: url.to_string(),
+            source,
+        })?;
+    let status = response.status();
+    let retry_after = retry_after(&response);
+    let bytes = read_body(response, url.as_str()).await?;
+    Ok((status, Answer { bytes, retry_after }))
+}
+
 /// `{server}/api/v1/activations`, refusing anything but http(s).
-fn activations_url(server: &str) -> Result<reqwest::Url, ClientError> {
+pub(super) fn activations_url(server: &str) -> Result<reqwest::Url, ClientError> {
+    activations_url_with(server, "")
+}
+
+/// `{server}/api/v1/activations{suffix}`, refusing anything but http(s).
+pub(super) fn activations_url_with(
+    server: &str,
+    suffix: &str,
+) -> Result<reqwest::Url, ClientError> {
     let bad = |reason: String| ClientError::BadUrl {
         url: server.to_owned(),
         reason,
     };
     let base = server.trim().trim_end_matches('/');
-    let url = reqwest::Url::parse(&format!("{base}{ACTIVATIONS_PATH}"))
+    let url = reqwest::Url::parse(&format!("{base}{ACTIVATIONS_PATH}{suffix}"))
         .map_err(|e| bad(e.to_string()))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(bad("use http://HOST[:PORT] or https://HOST[:PORT]".into()));
@@ -121,7 +184,7 @@ fn activations_url(server: &str) -> Result<reqwest::Url, ClientError> {
 }
 
 /// An HTTP client with the request timeout and, with `ca`, extra trusted roots.
-fn build_client(ca: Option<&Path>) -> Result<reqwest::Client, ClientError> {
+pub(super) fn build_client(ca: Option<&Path>) -> Result<reqwest::Client, ClientError> {
     // The binary installs aws-lc-rs at start; this covers library callers that did not.
     // An error only means a provider is already installed.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -184,7 +247,7 @@ async fn read_body(mut response: reqwest::Response, url: &str) -> Result<Vec<u8>
 }
 
 /// A non-success answer as an error: the problem's code and detail, or the raw status.
-fn refusal(
+pub(super) fn refusal(
     status: reqwest::StatusCode,
     body: &[u8],
     retry_after: Option<u64>,
@@ -211,7 +274,7 @@ fn refusal(
 }
 
 /// The success answer, as typed fields and as the JSON value saved verbatim.
-fn parse_activation(
+pub(super) fn parse_activation(
     body: &[u8],
     url: &str,
 ) -> Result<(SavedActivation, serde_json::Value), ClientError> {

@@ -203,6 +203,7 @@ fn options(dir: &Path, server: String, key_file: &str) -> ActivateOptions {
         user: USER.into(),
         out: Some(dir.join("saved.json")),
         ca: None,
+        device_key: true,
     }
 }
 
