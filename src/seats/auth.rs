@@ -64,9 +64,25 @@ pub(super) fn authorize(
             };
             let claims = proof::verify(token, &jwk, &expected)
                 .map_err(|e| SeatError::InvalidDeviceProof(e.to_string()))?;
+            // Checked here so a replay is refused as one whatever the seat's state; the
+            // insert in the change's transaction settles a race between two uses.
+            if super::txn::read(app, |conn| Ok(proof_seen(conn, &seat.id, &claims.jti)?))? {
+                return Err(SeatError::InvalidDeviceProof(
+                    proof::ProofError::Replayed.to_string(),
+                ));
+            }
             Ok(Some(claims.jti))
         }
     }
+}
+
+fn proof_seen(conn: &mut DbConn, seat_id: &str, jti: &str) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        device_proofs::table
+            .filter(device_proofs::seat_id.eq(seat_id))
+            .filter(device_proofs::jti.eq(jti)),
+    ))
+    .get_result(conn)
 }
 
 /// Records an accepted proof inside the change's transaction; a jti seen before for this

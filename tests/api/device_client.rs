@@ -177,3 +177,110 @@ async fn activate_then_verify_offline_ed25519() {
 async fn activate_then_verify_offline_rsa_server_key() {
     activate_and_verify(true).await;
 }
+
+/// The reference client registers a device key by default, so its seat is changed only with
+/// proofs: `device reissue` and `device return` sign them from the saved file, and a copy of
+/// the saved file without the key (what an attacker could guess) changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_reissues_and_returns_with_its_device_key() {
+    let env = TestEnv::new(Backend::Sqlite);
+    let key_file = env.import_license("LIC-KEY", 1);
+    let key_path = env.write("site.seatkey", &key_file);
+    let server = env.serve().await;
+    let saved = env.path("dev-k.json");
+    let activate = |extra: &[&str]| {
+        let mut args = vec![
+            "device",
+            "activate",
+            "--server",
+            &server.url,
+            "--key-file",
+            key_path.to_str().unwrap(),
+            "--device-id",
+            "dev-k",
+            "--user",
+            "Ada",
+            "--out",
+            saved.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let ok = |out: std::process::Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    ok(activate(&[]));
+    let text = std::fs::read_to_string(&saved).unwrap();
+    let file: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(file["device_secret_key"].is_string(), "{file}");
+    assert!(
+        file.get("return_token").is_none(),
+        "a keyed seat has no token"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&saved).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    // Activating again from the same file keeps the key: a plain repeat.
+    assert!(ok(activate(&[])).contains("already active"));
+
+    let saved_arg = saved.to_str().unwrap();
+    let out = ok(run(&[
+        "device", "reissue", "--saved", saved_arg, "--user", "Grace",
+    ]));
+    assert!(out.contains("reissued"), "{out}");
+    let ok_verify = verify(&env, &saved, "dev-k", &["--user", "Grace"]);
+    assert!(
+        ok_verify.status.success(),
+        "the saved file holds the new key"
+    );
+
+    // A copy without the device key cannot return the seat.
+    let mut stripped =
+        serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&saved).unwrap())
+            .unwrap();
+    stripped
+        .as_object_mut()
+        .unwrap()
+        .remove("device_secret_key");
+    let copy = env.write("copy.json", stripped.to_string());
+    let refused = run(&["device", "return", "--saved", copy.to_str().unwrap()]);
+    assert!(!refused.status.success());
+
+    let out = ok(run(&["device", "return", "--saved", saved_arg]));
+    assert!(out.contains("returned"), "{out}");
+    assert_eq!(env.db.scalar("SELECT in_use AS v FROM licenses"), 0);
+
+    // Without a device key the seat takes its return token, kept in the saved file.
+    let legacy = env.path("legacy.json");
+    let out = run(&[
+        "device",
+        "activate",
+        "--server",
+        &server.url,
+        "--key-file",
+        key_path.to_str().unwrap(),
+        "--device-id",
+        "dev-legacy",
+        "--user",
+        "Bob",
+        "--out",
+        legacy.to_str().unwrap(),
+        "--no-device-key",
+    ]);
+    ok(out);
+    let out = ok(run(&[
+        "device",
+        "return",
+        "--saved",
+        legacy.to_str().unwrap(),
+    ]));
+    assert!(out.contains("returned"), "{out}");
+}

@@ -10,3 +10,4 @@ mod device_client;
 mod foundation;
 mod keyfiles;
 mod quickstart;
+mod takeover;

@@ -1,0 +1,334 @@
+//! Who may change a seat (DESIGN §5, issue 15): an attacker on the site network holds the
+//! key file (every device has it) and knows a victim's device id (a hardware serial). The
+//! takeover of issue 15 fails at every step, proofs are checked, and a return followed by an
+//! activation under another name counts against `reissue_limit`.
+
+use ed25519_dalek::SigningKey;
+use seatkeep_device::DeviceJwk;
+use seatkeep_device::proof::{self, ProofAction, ProofClaims};
+use serde_json::{Value, json};
+
+use crate::both_backends;
+use crate::helpers::{Backend, TestEnv, TestServer};
+
+fn device_key(seed: u8) -> SigningKey {
+    SigningKey::from_bytes(&[seed; 32])
+}
+
+fn jwk(key: &SigningKey) -> Value {
+    serde_json::to_value(DeviceJwk::from_key(&key.verifying_key())).unwrap()
+}
+
+fn now() -> i64 {
+    seatkeep::clock::TimeSource::now(&seatkeep::clock::SystemTime)
+}
+
+fn server_id(env: &TestEnv) -> String {
+    let pem = std::fs::read_to_string(env.path("server-key.pub.pem")).unwrap();
+    seatkeep::signing::spki_fingerprint(pem::parse(pem).unwrap().contents())
+}
+
+struct Proof<'a> {
+    key: &'a SigningKey,
+    device: &'a str,
+    aud: &'a str,
+    seat: &'a str,
+    action: ProofAction,
+    user_name: Option<&'a str>,
+    jti: &'a str,
+    iat: i64,
+}
+
+impl Proof<'_> {
+    fn sign(&self) -> String {
+        proof::sign(
+            self.key,
+            &ProofClaims {
+                iss: self.device.into(),
+                aud: self.aud.into(),
+                seat: self.seat.into(),
+                action: self.action,
+                user_name: self.user_name.map(str::to_owned),
+                jti: self.jti.into(),
+                iat: self.iat,
+            },
+        )
+    }
+}
+
+async fn activate_with_key(
+    server: &TestServer,
+    key_file: &str,
+    device: &str,
+    user: &str,
+    key: &SigningKey,
+) -> (u16, Value) {
+    server
+        .post(
+            "/api/v1/activations",
+            &json!({"key_file": key_file, "device_id": device, "user_name": user, "device_jwk": jwk(key)}),
+        )
+        .await
+}
+
+/// Issue 15's takeover, step by step, against a victim without a device key (the token
+/// path) and one with a key (the proof path).
+async fn takeover(backend: Backend) {
+    let env = TestEnv::new(backend);
+    let key_file = env.import_license("LIC-T", 2);
+    let server = env.serve().await;
+    let (status, victim) = server.activate(&key_file, "victim-1", "Alice").await;
+    assert_eq!(status, 201);
+    let victim_seat = victim["seat"].as_str().unwrap().to_owned();
+
+    // 1. A wrong name: reissue_required, and nothing in it names the victim.
+    let (status, refusal) = server.activate(&key_file, "victim-1", "Mallory").await;
+    assert_eq!(
+        (status, refusal["code"].as_str()),
+        (409, Some("reissue_required"))
+    );
+    let text = refusal.to_string();
+    assert!(
+        !text.contains("Alice") && !text.contains(&victim_seat),
+        "{text}"
+    );
+    // 2. The key repository answers only for the right user name.
+    let (status, keys) = server
+        .post(
+            "/api/v1/keys/lookup",
+            &json!({"key_file": key_file, "device_id": "victim-1", "user_name": "Mallory"}),
+        )
+        .await;
+    assert_eq!(
+        (status, keys["keys"].as_array().map(Vec::len)),
+        (200, Some(0))
+    );
+    // 3. Even with the right name, a repeat answer carries no return token.
+    let (status, repeat) = server.activate(&key_file, "victim-1", "Alice").await;
+    assert_eq!(status, 200);
+    assert!(repeat.get("return_token").is_none(), "{repeat}");
+    // 4. So a return needs the token the attacker never saw.
+    let (status, body) = server
+        .post(
+            &format!("/api/v1/activations/{victim_seat}/return"),
+            &json!({"return_token": "guessed"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("invalid_return_token"))
+    );
+    // 5. The seat stays with its device, and the license is full for the attacker's.
+    let (_, state) = server
+        .get(&format!("/api/v1/activations/{victim_seat}"))
+        .await;
+    assert_eq!(state["state"], "active");
+
+    // A victim that registered a device key: the seat answers only to that key.
+    let victim_key = device_key(1);
+    let attacker_key = device_key(2);
+    let (status, keyed) =
+        activate_with_key(&server, &key_file, "victim-2", "Bob", &victim_key).await;
+    assert_eq!(status, 201, "{keyed}");
+    assert!(
+        keyed.get("return_token").is_none(),
+        "no token for a keyed seat: {keyed}"
+    );
+    let seat = keyed["seat"].as_str().unwrap().to_owned();
+    let (status, body) =
+        activate_with_key(&server, &key_file, "victim-2", "Bob", &attacker_key).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("device_key_mismatch"))
+    );
+    let (status, body) = server.activate(&key_file, "victim-2", "Bob").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("device_key_mismatch")),
+        "a repeat without the key is refused too"
+    );
+    let aud = server_id(&env);
+    let forged = Proof {
+        key: &attacker_key,
+        device: "victim-2",
+        aud: &aud,
+        seat: &seat,
+        action: ProofAction::Return,
+        user_name: None,
+        jti: "forged-proof-0001",
+        iat: now(),
+    }
+    .sign();
+    let (status, body) = server
+        .post(
+            &format!("/api/v1/activations/{seat}/return"),
+            &json!({"proof": forged}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("invalid_device_proof"))
+    );
+    let (status, body) = server
+        .post(
+            &format!("/api/v1/activations/{seat}/return"),
+            &json!({"return_token": "x"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("invalid_device_proof"))
+    );
+    let (_, state) = server.get(&format!("/api/v1/activations/{seat}")).await;
+    assert_eq!(state["state"], "active", "the seat stays with its device");
+    assert_eq!(env.db.scalar("SELECT in_use AS v FROM licenses"), 2);
+    let (status, body) = server.activate(&key_file, "attacker", "Mallory").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("seats_exhausted"))
+    );
+}
+both_backends!(seat_takeover_fails_at_every_step, takeover);
+
+/// A device with a key reissues and returns with proofs; stale and replayed proofs are
+/// refused and change nothing.
+async fn proofs(backend: Backend) {
+    let env = TestEnv::new(backend);
+    let key_file = env.import_license("LIC-P", 2);
+    let server = env.serve().await;
+    let key = device_key(9);
+    let (status, first) = activate_with_key(&server, &key_file, "dev-p", "Ada", &key).await;
+    assert_eq!(status, 201, "{first}");
+    let seat = first["seat"].as_str().unwrap().to_owned();
+    let aud = server_id(&env);
+    let proof = |action, user_name, jti, iat| {
+        Proof {
+            key: &key,
+            device: "dev-p",
+            aud: &aud,
+            seat: &seat,
+            action,
+            user_name,
+            jti,
+            iat,
+        }
+        .sign()
+    };
+    let reissue = |proof: String, name: &str| json!({"proof": proof, "user_name": name});
+    let path = format!("/api/v1/activations/{seat}/reissue");
+
+    let stale = proof(
+        ProofAction::Reissue,
+        Some("Grace"),
+        "stale-proof-00001",
+        now() - 6 * 60,
+    );
+    let (status, body) = server.post(&path, &reissue(stale, "Grace")).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("invalid_device_proof")),
+        "{body}"
+    );
+    let wrong_name = proof(
+        ProofAction::Reissue,
+        Some("Eve"),
+        "wrong-name-000001",
+        now(),
+    );
+    let (status, _) = server.post(&path, &reissue(wrong_name, "Grace")).await;
+    assert_eq!(status, 401, "the proof binds the new name");
+
+    let good = proof(
+        ProofAction::Reissue,
+        Some("Grace"),
+        "good-proof-000001",
+        now(),
+    );
+    let (status, renamed) = server.post(&path, &reissue(good.clone(), "Grace")).await;
+    assert_eq!(status, 200, "{renamed}");
+    assert_eq!(renamed["generation"], 2);
+    assert!(renamed.get("return_token").is_none());
+    let (status, body) = server.post(&path, &reissue(good, "Grace")).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("invalid_device_proof")),
+        "a replayed proof is refused"
+    );
+
+    let ret = proof(ProofAction::Return, None, "return-proof-0001", now());
+    let return_path = format!("/api/v1/activations/{seat}/return");
+    let (status, body) = server
+        .post(&return_path, &json!({"proof": ret.clone()}))
+        .await;
+    assert_eq!(
+        (status, body["state"].as_str()),
+        (200, Some("returned")),
+        "{body}"
+    );
+    let (status, _) = server.post(&return_path, &json!({"proof": ret})).await;
+    assert_eq!(status, 401, "replayed");
+    let (status, body) = server
+        .post(
+            &return_path,
+            &json!({"proof": "a.b.c", "return_token": "t"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_request"))
+    );
+    assert_eq!(env.db.scalar("SELECT in_use AS v FROM licenses"), 0);
+    env.db.assert_journal_gapless();
+}
+both_backends!(device_proofs_reissue_and_return, proofs);
+
+/// Returning a seat and activating again under a new name is a name change.
+async fn return_and_reactivate(backend: Backend) {
+    let env = TestEnv::new(backend);
+    let mut claims = env.claims("LIC-R", 1);
+    claims.policy.reissue_limit = 1;
+    let key_file = env.sign(&claims);
+    let path = env.write("r.seatkey", &key_file);
+    env.cli_ok(&["keyfile", "import", path.to_str().unwrap()]);
+    let server = env.serve().await;
+    let name_of_round = |round: usize| format!("user-{round}");
+    let (status, first) = server.activate(&key_file, "dev-r", &name_of_round(0)).await;
+    assert_eq!(status, 201);
+    let mut token = first["return_token"].as_str().unwrap().to_owned();
+    let seat = first["seat"].as_str().unwrap().to_owned();
+    // One round is allowed (the limit is 1), the second is a name change too many.
+    for round in 1..=2 {
+        let (status, body) = server
+            .post(
+                &format!("/api/v1/activations/{seat}/return"),
+                &json!({"return_token": token}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let (status, body) = server
+            .activate(&key_file, "dev-r", &name_of_round(round))
+            .await;
+        if round == 1 {
+            assert_eq!(status, 201, "{body}");
+            token = body["return_token"].as_str().unwrap().to_owned();
+        } else {
+            assert_eq!(
+                (status, body["code"].as_str()),
+                (429, Some("reissue_limit_reached")),
+                "{body}"
+            );
+        }
+    }
+    assert_eq!(
+        env.db.scalar("SELECT in_use AS v FROM licenses"),
+        0,
+        "the refusal took no seat"
+    );
+    // The previous name is still fine.
+    assert_eq!(server.activate(&key_file, "dev-r", "user-1").await.0, 201);
+    env.db.assert_journal_gapless();
+}
+both_backends!(
+    return_then_reactivate_counts_as_a_reissue,
+    return_and_reactivate
+);
