@@ -42,11 +42,13 @@ pub fn render(app: &App) -> String {
             counter.load(Ordering::Relaxed)
         );
     }
-    let licenses = app
-        .db
-        .conn()
-        .ok()
-        .and_then(|mut conn| crate::licenses::list(&mut conn).ok());
+    let (licenses, refusals) = match app.db.conn() {
+        Ok(mut conn) => (
+            crate::licenses::list(&mut conn).ok(),
+            crate::db::refusals::totals(&mut conn).unwrap_or_default(),
+        ),
+        Err(_) => (None, Vec::new()),
+    };
     out.push_str("# HELP seatkeep_database_up 1 when the database answered this scrape.\n");
     out.push_str("# TYPE seatkeep_database_up gauge\n");
     let _ = writeln!(out, "seatkeep_database_up {}", u8::from(licenses.is_some()));
@@ -67,6 +69,14 @@ pub fn render(app: &App) -> String {
             "seatkeep_seats_in_use{{license=\"{}\"}} {}",
             escape(&l.id),
             l.in_use
+        );
+    }
+    out.push_str("# HELP seatkeep_refusals_total Activations refused for lack of seats, per license (all instances).\n# TYPE seatkeep_refusals_total counter\n");
+    for (license, refused) in &refusals {
+        let _ = writeln!(
+            out,
+            "seatkeep_refusals_total{{license=\"{}\"}} {refused}",
+            escape(license)
         );
     }
     out

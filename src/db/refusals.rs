@@ -71,3 +71,19 @@ pub fn total_since(conn: &mut DbConn, license_id: &str, since: i64) -> Result<i6
         .load(conn)?;
     Ok(counts.iter().sum())
 }
+
+/// Refusals counted so far per license, by license id.
+pub fn totals(conn: &mut DbConn) -> Result<Vec<(String, i64)>, DbError> {
+    let rows: Vec<(String, i64)> = refusal_counts::table
+        .select((refusal_counts::license_id, refusal_counts::refused))
+        .order(refusal_counts::license_id)
+        .load(conn)?;
+    let mut totals: Vec<(String, i64)> = Vec::new();
+    for (license, refused) in rows {
+        match totals.last_mut() {
+            Some((last, total)) if *last == license => *total += refused,
+            _ => totals.push((license, refused)),
+        }
+    }
+    Ok(totals)
+}

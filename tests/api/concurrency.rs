@@ -248,6 +248,22 @@ async fn refusal_flood(backend: Backend) {
     let rows_after = env.db.count("audit_log", "")
         + env.db.count("seats", "")
         + env.db.count("refusal_counts", "");
+    let metrics = server
+        .http
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "seatkeep_refusals_total{{license=\"LIC-FULL\"}} {}",
+            WORKERS * PER_WORKER
+        )),
+        "{metrics}"
+    );
     // The bystander's seat and audit row, and one counter row (two across an hour).
     assert!(
         rows_after - rows_before <= 4,
