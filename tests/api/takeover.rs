@@ -332,3 +332,45 @@ both_backends!(
     return_then_reactivate_counts_as_a_reissue,
     return_and_reactivate
 );
+
+/// Seat ids that cannot be valid (NUL, not UTF-8, wrong shape) are refused before the
+/// database, as 404 on both backends, and log nothing above WARN.
+async fn impossible_seat_ids(backend: Backend) {
+    let env = TestEnv::new(backend);
+    let server = env.serve().await;
+    let bad = [
+        "%00",
+        "st_AAAAAAAAAAAAAAAAAAAA%00A",
+        "%FF%FE",
+        "st_%C3%28AAAAAAAAAAAAAAAAAAAA",
+        "xx_AAAAAAAAAAAAAAAAAAAAAA",
+        "st_short",
+    ];
+    for seat in bad {
+        let (status, body) = server.get(&format!("/api/v1/activations/{seat}")).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (404, Some("unknown_seat")),
+            "GET {seat}"
+        );
+        for action in ["reissue", "return"] {
+            let (status, body) = server
+                .post(
+                    &format!("/api/v1/activations/{seat}/{action}"),
+                    &json!({"return_token": "t", "user_name": "u"}),
+                )
+                .await;
+            assert_eq!(
+                (status, body["code"].as_str()),
+                (404, Some("unknown_seat")),
+                "{action} {seat}"
+            );
+        }
+    }
+    let log = std::fs::read_to_string(&server.log).unwrap();
+    assert!(!log.contains("ERROR"), "{log}");
+}
+both_backends!(
+    impossible_seat_ids_are_404_before_the_database,
+    impossible_seat_ids
+);
