@@ -2,6 +2,8 @@
 //! `--config` (or `./seatkeep.toml`), then `SEATKEEP__SECTION__KEY` environment variables.
 //! Every value is checked once here; the rest of the program trusts it.
 
+mod layers;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -243,12 +245,12 @@ impl Config {
         file: Option<(String, &str)>,
         env: &[(String, String)],
     ) -> Result<Self, ConfigError> {
-        let mut merged = parse_table("built-in defaults", DEFAULTS_TOML)?;
+        let mut merged = layers::parse_table("built-in defaults", DEFAULTS_TOML)?;
         if let Some((name, text)) = file {
-            merge(&mut merged, parse_table(&name, text)?);
+            layers::merge(&mut merged, layers::parse_table(&name, text)?);
         }
         for (name, value) in env {
-            apply_env(&mut merged, name, value)?;
+            layers::apply_env(&mut merged, name, value)?;
         }
         serde_path_to_error::deserialize(toml::Value::Table(merged)).map_err(|e| {
             let path = e.path().to_string();
@@ -396,65 +398,6 @@ impl Config {
 
 fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
-}
-
-fn parse_table(name: &str, text: &str) -> Result<toml::Table, ConfigError> {
-    text.parse::<toml::Table>()
-        .map_err(|e| ConfigError::Syntax {
-            path: name.to_owned(),
-            message: e.message().to_owned(),
-        })
-}
-
-/// Lays `top` over `base`: tables merge key by key, anything else replaces.
-fn merge(base: &mut toml::Table, top: toml::Table) {
-    for (key, value) in top {
-        match (base.get_mut(&key), value) {
-            (Some(toml::Value::Table(base_table)), toml::Value::Table(top_table)) => {
-                merge(base_table, top_table);
-            }
-            (_, value) => {
-                base.insert(key, value);
-            }
-        }
-    }
-}
-
-/// Sets `SEATKEEP__A__B=value` as `a.b = value`.
-fn apply_env(table: &mut toml::Table, name: &str, raw: &str) -> Result<(), ConfigError> {
-    let path: Vec<String> = name[ENV_PREFIX.len()..]
-        .split("__")
-        .map(str::to_ascii_lowercase)
-        .collect();
-    if path.iter().any(String::is_empty) {
-        return Err(ConfigError::Invalid(format!(
-            "environment variable {name} does not name a key"
-        )));
-    }
-    let value = format!("v = {raw}")
-        .parse::<toml::Table>()
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(raw.to_owned()));
-    let (last, parents) = path.split_last().ok_or_else(|| {
-        ConfigError::Invalid(format!("environment variable {name} does not name a key"))
-    })?;
-    let mut current = table;
-    for part in parents {
-        let entry = current
-            .entry(part.clone())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        current = match entry {
-            toml::Value::Table(t) => t,
-            _ => {
-                return Err(ConfigError::Invalid(format!(
-                    "environment variable {name}: '{part}' is not a section"
-                )));
-            }
-        };
-    }
-    current.insert(last.clone(), value);
-    Ok(())
 }
 
 #[cfg(test)]
