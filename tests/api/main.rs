@@ -9,4 +9,5 @@ mod concurrency;
 mod device_client;
 mod foundation;
 mod keyfiles;
+mod openapi_fuzz;
 mod quickstart;
