@@ -9,5 +9,6 @@ mod concurrency;
 mod device_client;
 mod foundation;
 mod keyfiles;
+mod openapi_fuzz;
 mod quickstart;
 mod takeover;
