@@ -116,22 +116,13 @@ async fn fuzz(backend: Backend) {
     });
 
     let log = std::fs::read_to_string(&status_log).unwrap_or_default();
-    let mut pending: BTreeMap<&str, usize> = BTreeMap::new();
     let mut statuses: BTreeMap<&str, usize> = BTreeMap::new();
     for line in log.lines() {
-        if let Some(seen) = line.strip_prefix("PENDING ") {
-            *pending.entry(seen).or_default() += 1;
-        } else if let Some(seen) = line.strip_prefix("STATUS ") {
+        if let Some(seen) = line.strip_prefix("STATUS ") {
             *statuses.entry(seen).or_default() += 1;
         }
     }
     println!("answers (operation status: count): {statuses:#?}");
-    if !pending.is_empty() {
-        println!(
-            "failures dropped as pending (issue 15 contract not yet in the server; \
-             PENDING_CONTRACT in openapi_fuzz_hooks.py): {pending:#?}"
-        );
-    }
     assert!(
         status.success(),
         "schemathesis found failures ({status}); its report is above"
