@@ -133,10 +133,13 @@ impl r2d2::ManageConnection for Manager {
                 let url = path.to_string_lossy();
                 let mut conn =
                     SqliteConnection::establish(&url).map_err(r2d2::Error::ConnectionError)?;
-                // WAL + FULL: every commit is durable; busy_timeout lets writers queue.
+                // WAL + FULL: every commit is durable; busy_timeout lets writers queue. It
+                // comes first: switching to WAL takes a lock, and without a timeout a
+                // connection opened while the writer commits fails at once ("database is
+                // locked").
                 conn.batch_execute(&format!(
-                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                     PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON;",
+                    "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; \
+                     PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
                     self.busy_timeout.as_millis()
                 ))
                 .map_err(r2d2::Error::QueryError)?;
