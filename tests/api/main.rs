@@ -8,5 +8,6 @@ mod activation;
 mod concurrency;
 mod device_client;
 mod foundation;
+mod hardening;
 mod keyfiles;
 mod quickstart;
