@@ -24,7 +24,7 @@ use tracing_subscriber::layer::{Context, Layer};
 const WINDOW: Duration = Duration::from_secs(60);
 /// Addresses tallied separately; beyond, they share one tally (an address spray must not
 /// grow memory).
-const MAX_PEERS: usize = 4096;
+const MAX_PEERS: usize = 1024;
 /// The actix-http module whose lines this module takes over.
 pub const ACTIX_H1_TARGET: &str = "actix_http::h1";
 
