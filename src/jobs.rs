@@ -1,4 +1,4 @@
-//! The job runner: background work of `serve` (clock sync today; the email sender and the
+//! The job runner: background work of `serve` (clock sync, the malformed-request log; the email sender and the
 //! federation pusher later), each job a small blocking pass repeated on an interval, off the
 //! async workers. `serve` starts the runner before it accepts requests and stops it after the
 //! HTTP server has drained on SIGTERM: a pass in progress finishes, no new one starts.
@@ -73,9 +73,32 @@ impl Job for PruneProofs {
     }
 }
 
+/// Writes the rate-limited log lines about malformed requests (`web::malformed`).
+#[derive(Debug)]
+pub struct MalformedLog;
+
+impl Job for MalformedLog {
+    fn name(&self) -> &'static str {
+        "malformed_log"
+    }
+
+    fn interval(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+
+    fn run(&self, _app: &App) -> Result<(), JobError> {
+        crate::web::malformed::flush();
+        Ok(())
+    }
+}
+
 /// The jobs `serve` runs.
 pub fn standard() -> Vec<Arc<dyn Job>> {
-    vec![Arc::new(ClockSync), Arc::new(PruneProofs)]
+    vec![
+        Arc::new(ClockSync),
+        Arc::new(PruneProofs),
+        Arc::new(MalformedLog),
+    ]
 }
 
 /// Running jobs; [`JobRunner::shutdown`] stops them.

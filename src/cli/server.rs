@@ -119,16 +119,28 @@ pub fn serve(config: Config) -> Result<(), CliError> {
 }
 
 /// Starts logging to stderr from the config's `[log]` section (RUST_LOG wins).
+/// actix-http's h1 lines (one ERROR per malformed request, without the client) go to the
+/// rate-limited tally of `web::malformed` instead of the output.
 pub fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    if let Ok(quiet) = format!("{}=off", crate::web::malformed::ACTIX_H1_TARGET).parse() {
+        filter = filter.add_directive(quiet);
+    }
+    let output = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let _ = match config.log.format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
+    let output = match config.log.format {
+        LogFormat::Json => output.json().boxed(),
+        LogFormat::Text => output.boxed(),
     };
+    let _ = tracing_subscriber::registry()
+        .with(output.with_filter(filter))
+        .with(crate::web::malformed::layer())
+        .try_init();
 }

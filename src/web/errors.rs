@@ -14,6 +14,8 @@ use crate::seats::SeatError;
 
 /// `Retry-After` for a database outage, in seconds.
 const UNAVAILABLE_RETRY_SECS: i64 = 5;
+/// `Retry-After` for a client over its requests in progress: one finishes soon.
+const BUSY_RETRY_SECS: i64 = 1;
 
 /// An error on its way to a client.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +41,13 @@ pub enum ApiError {
     /// A worker thread failed.
     #[error("internal error")]
     Internal(String),
+    /// The body did not arrive in time; the connection is closed.
+    #[error("the request body did not arrive within {}s", .0.as_secs())]
+    BodyTimeout(std::time::Duration),
+    /// This client address has as many requests in progress as it may; the connection is
+    /// closed.
+    #[error("too many requests in progress from this address")]
+    ClientBusy,
 }
 
 impl From<actix_web::error::BlockingError> for ApiError {
@@ -96,6 +105,7 @@ fn status_for(code: ProblemCode) -> StatusCode {
         | C::DeviceKeyMismatch
         | C::DeviceStateInvalid => StatusCode::CONFLICT,
         C::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        C::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         C::RequestIdReused => StatusCode::UNPROCESSABLE_ENTITY,
         C::ReissueLimitReached | C::ReturnLimitReached | C::RateLimited => {
             StatusCode::TOO_MANY_REQUESTS
@@ -159,6 +169,8 @@ impl ApiError {
             Self::NotFound => ProblemCode::NotFound,
             Self::Forbidden(_) => ProblemCode::Forbidden,
             Self::Internal(_) => ProblemCode::InternalError,
+            Self::BodyTimeout(_) => ProblemCode::RequestTimeout,
+            Self::ClientBusy => ProblemCode::RateLimited,
         }
     }
 
@@ -169,8 +181,10 @@ impl ApiError {
             _ => status_for(code),
         };
         let mut problem = Problem::new(status, code);
-        if let Self::Seat(e) = self {
-            seat_extras(e, &mut problem);
+        match self {
+            Self::Seat(e) => seat_extras(e, &mut problem),
+            Self::ClientBusy => problem.retry_after = Some(BUSY_RETRY_SECS),
+            _ => {}
         }
         problem
     }
@@ -214,16 +228,26 @@ impl ResponseError for ApiError {
         if let Some(seconds) = problem.retry_after {
             response.insert_header((RETRY_AFTER, seconds.to_string()));
         }
+        if matches!(self, Self::BodyTimeout(_) | Self::ClientBusy) {
+            // The connection is what the client holds: give it back.
+            response.force_close();
+        }
         response.body(Value::Object(body).to_string())
     }
 }
 
-/// Turns the JSON extractor's errors into problems (413 for size, 400 otherwise).
-pub fn json_error(err: actix_web::error::JsonPayloadError, limit: usize) -> actix_web::Error {
+/// Turns the JSON extractor's errors into problems (413 for size, 408 for a late body, 400
+/// otherwise).
+pub fn json_error(
+    err: actix_web::error::JsonPayloadError,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> actix_web::Error {
     use actix_web::error::JsonPayloadError as E;
     let api = match &err {
         E::Overflow { .. } | E::OverflowKnownLength { .. } => ApiError::TooLarge(limit),
         E::Payload(actix_web::error::PayloadError::Overflow) => ApiError::TooLarge(limit),
+        E::Payload(e) if super::limits::is_body_timeout(e) => ApiError::BodyTimeout(timeout),
         E::ContentType => ApiError::BadRequest("Content-Type must be application/json".into()),
         E::Deserialize(e) => ApiError::BadRequest(format!("invalid JSON body: {e}")),
         other => ApiError::BadRequest(format!("invalid request body: {other}")),

@@ -4,6 +4,8 @@ pub mod access_log;
 pub mod api;
 pub mod errors;
 pub mod health;
+pub mod limits;
+pub mod malformed;
 
 use std::sync::Arc;
 
@@ -67,11 +69,11 @@ pub fn tls_config(
 }
 
 /// Registers every route on an actix `App`.
-pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
+pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize, body_timeout: std::time::Duration) {
     cfg.app_data(
         web::JsonConfig::default()
             .limit(max_body)
-            .error_handler(move |err, _req| errors::json_error(err, max_body)),
+            .error_handler(move |err, _req| errors::json_error(err, max_body, body_timeout)),
     )
     .app_data(web::PayloadConfig::new(max_body))
     .app_data(web::PathConfig::default().error_handler(|err, _req| errors::path_error(err)))
@@ -90,23 +92,37 @@ pub async fn serve(app: Arc<App>) -> Result<(), ServeError> {
         Some((cert, key)) => Some(tls_config(&cert, &key)?),
         None => None,
     };
-    let max_body = app.config.server.max_body_bytes;
-    let workers = match app.config.server.workers {
+    let server_config = &app.config.server;
+    let max_body = server_config.max_body_bytes;
+    let body_timeout = server_config.body_timeout;
+    let workers = match server_config.workers {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
     };
+    limits::raise_fd_limit(server_config.max_connections);
+    // actix counts connections per worker; the setting is for the whole process.
+    let per_worker = (server_config.max_connections / workers).max(1);
+    let limits = web::Data::new(limits::Limits::new(
+        body_timeout,
+        server_config.max_requests_per_client,
+    ));
     let metrics_access = web::Data::new(health::MetricsAccess::new(metrics_token(&app)?));
     let data = web::Data::from(Arc::clone(&app));
     let server = HttpServer::new(move || {
         actix_web::App::new()
             .app_data(data.clone())
             .app_data(metrics_access.clone())
+            .app_data(limits.clone())
+            .wrap(actix_web::middleware::from_fn(limits::body_deadline))
+            .wrap(actix_web::middleware::from_fn(limits::limit_per_client))
             .wrap(actix_web::middleware::from_fn(access_log::log_request))
-            .configure(|cfg| configure(cfg, max_body))
+            .configure(|cfg| configure(cfg, max_body, body_timeout))
     })
+    .on_connect(malformed::on_connect)
     .workers(workers)
+    .max_connections(per_worker)
     .backlog(1024)
-    .shutdown_timeout(app.config.server.shutdown_timeout.as_secs());
+    .shutdown_timeout(server_config.shutdown_timeout.as_secs());
     let (server, scheme) = match tls {
         Some(tls) => (server.bind_rustls_0_23(addr, tls)?, "https"),
         None => {

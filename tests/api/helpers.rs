@@ -21,6 +21,10 @@ pub const PROVIDER: &str = "provider.test";
 /// Key id of the test provider key.
 pub const KID: &str = "test-provider-1";
 
+/// Every test client comes from 127.0.0.1, like a fleet behind one NAT: load tests must not
+/// meet the per-client cap (tests/api/hardening.rs sets its own).
+const MAX_REQUESTS_PER_CLIENT: usize = 100_000;
+
 /// The database backends every storage test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -208,7 +212,8 @@ impl TestEnv {
         std::fs::write(
             &config,
             format!(
-                "[server]\nlisten = \"127.0.0.1:0\"\nworkers = 2\n\n\
+                "[server]\nlisten = \"127.0.0.1:0\"\nworkers = 2\n\
+                 max_requests_per_client = {MAX_REQUESTS_PER_CLIENT}\n\n\
                  [database]\nurl = \"{}\"\npool_size = 8\n\n\
                  [identity]\nkey_file = \"server-key.pem\"\n\n\
                  [[provider.trusted_keys]]\nkid = \"{KID}\"\nprovider = \"{PROVIDER}\"\n\

@@ -8,6 +8,7 @@ mod activation;
 mod concurrency;
 mod device_client;
 mod foundation;
+mod hardening;
 mod keyfiles;
 mod openapi_fuzz;
 mod quickstart;

@@ -55,6 +55,9 @@ problem_codes! {
     ReturnLimitReached = "return_limit_reached",
     /// 429 with `Retry-After`.
     RateLimited = "rate_limited",
+    /// 408: the request body did not arrive within the server's body timeout; the
+    /// connection is closed.
+    RequestTimeout = "request_timeout",
     /// 401: wrong return token.
     InvalidReturnToken = "invalid_return_token",
     /// 401: a device proof that does not verify with the seat's key, is stale or replayed.

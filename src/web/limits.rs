@@ -1,0 +1,285 @@
+//! Limits that keep one slow or greedy client from holding the server: a deadline for the
+//! request body, a cap on requests in progress per client address, and the process's
+//! descriptor limit.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use actix_web::body::{BodySize, BoxBody, EitherBody, MessageBody};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::error::PayloadError;
+use actix_web::middleware::Next;
+use actix_web::web::{Bytes, Data};
+use actix_web::{Error, HttpMessage as _, ResponseError};
+use futures_core::Stream;
+
+use super::errors::ApiError;
+
+/// What the middlewares of this module enforce; shared by all workers.
+#[derive(Debug)]
+pub struct Limits {
+    body_timeout: Duration,
+    per_client: usize,
+    in_progress: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl Limits {
+    pub fn new(body_timeout: Duration, per_client: usize) -> Self {
+        Self {
+            body_timeout,
+            per_client,
+            in_progress: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A slot for one more request from `ip`, or `None` when it has `per_client` already.
+    fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<ClientSlot> {
+        let mut map = self
+            .in_progress
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let count = map.entry(ip).or_insert(0);
+        if *count >= self.per_client {
+            return None;
+        }
+        *count += 1;
+        Some(ClientSlot {
+            limits: Arc::clone(self),
+            ip,
+        })
+    }
+}
+
+/// One request in progress; dropping it frees the slot.
+struct ClientSlot {
+    limits: Arc<Limits>,
+    ip: IpAddr,
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut map = self
+            .limits
+            .in_progress
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = map.get_mut(&self.ip) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                // Keeps the map as small as the set of clients with a request in flight.
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Middleware: a client address with `max_requests_per_client` requests in progress gets
+/// 429 for the next one, and that connection is closed. Peer IP only: there is no
+/// trusted-proxy support, so behind a reverse proxy every client shares its address.
+pub async fn limit_per_client(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody, Unread>>, Error> {
+    let limits = req.app_data::<Data<Limits>>().cloned();
+    let (Some(limits), Some(peer)) = (limits, req.peer_addr()) else {
+        return Ok(next.call(req).await?.map_into_left_body());
+    };
+    let Some(_slot) = limits.into_inner().acquire(peer.ip()) else {
+        // Held so that actix-http closes the connection rather than drain a body (see
+        // `body_deadline`).
+        let payload = req.take_payload();
+        let response = req.into_response(ApiError::ClientBusy.error_response());
+        return Ok(response
+            .map_body(|_, body| Unread {
+                body: BoxBody::new(body),
+                _payload: payload,
+            })
+            .map_into_right_body());
+    };
+    Ok(next.call(req).await?.map_into_left_body())
+}
+
+/// Middleware: the body must arrive within `server.body_timeout` of the head, whichever
+/// extractor reads it. A late body ends the payload stream with a timeout error, and the
+/// answer is 408 with the connection closed, whatever the handler made of that error.
+///
+/// A body left unread (late, refused early, or never asked for) stays held by the response
+/// until it is sent: actix-http would otherwise keep reading a dropped chunked body to reuse
+/// the connection, and a chunked body that never ends would hold it forever. Held, it makes
+/// actix-http close the connection after the answer.
+pub async fn body_deadline(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let timeout = req.app_data::<Data<Limits>>().map(|l| l.body_timeout);
+    let payload = req.take_payload();
+    let (Some(timeout), false) = (timeout, matches!(payload, Payload::None)) else {
+        req.set_payload(payload);
+        return Ok(next
+            .call(req)
+            .await?
+            .map_into_left_body()
+            .map_into_left_body());
+    };
+    let shared = Rc::new(Shared::default());
+    let deadline = Deadline {
+        inner: Some(payload),
+        sleep: Box::pin(tokio::time::sleep(timeout)),
+        finished: false,
+        shared: Rc::clone(&shared),
+    };
+    req.set_payload(Payload::from(
+        Box::pin(deadline) as Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>>
+    ));
+    let result = next.call(req).await;
+    let response = if shared.expired.get() {
+        let late = ApiError::BodyTimeout(timeout);
+        match result {
+            Ok(response) => {
+                let (http_req, _) = response.into_parts();
+                ServiceResponse::new(http_req, late.error_response()).map_into_right_body()
+            }
+            Err(_) => return Err(late.into()),
+        }
+    } else {
+        result?.map_into_left_body()
+    };
+    Ok(match shared.unread.take() {
+        None => response.map_into_left_body(),
+        Some(payload) => response
+            .map_body(|_, body| Unread {
+                body: BoxBody::new(body),
+                _payload: payload,
+            })
+            .map_into_right_body(),
+    })
+}
+
+/// What a request's payload stream tells its middleware.
+#[derive(Default)]
+struct Shared {
+    expired: Cell<bool>,
+    /// The payload, when the stream was dropped before its end.
+    unread: Cell<Option<Payload>>,
+}
+
+/// The error a late body ends with; [`is_body_timeout`] recognises it.
+fn timeout_error() -> PayloadError {
+    PayloadError::Io(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "request body not received in time",
+    ))
+}
+
+/// Whether a payload error is the body deadline's.
+pub fn is_body_timeout(err: &PayloadError) -> bool {
+    matches!(err, PayloadError::Io(e) if e.kind() == std::io::ErrorKind::TimedOut)
+}
+
+/// A payload stream that fails once its deadline has passed.
+struct Deadline {
+    inner: Option<Payload>,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    finished: bool,
+    shared: Rc<Shared>,
+}
+
+impl Stream for Deadline {
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        let Some(inner) = this.inner.as_mut().filter(|_| !this.shared.expired.get()) else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(inner).poll_next(cx) {
+            Poll::Pending => {
+                if this.sleep.as_mut().poll(cx).is_ready() {
+                    this.shared.expired.set(true);
+                    Poll::Ready(Some(Err(timeout_error())))
+                } else {
+                    Poll::Pending
+                }
+            }
+            Poll::Ready(None) => {
+                this.finished = true;
+                Poll::Ready(None)
+            }
+            ready => ready,
+        }
+    }
+}
+
+impl Drop for Deadline {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.shared.unread.set(self.inner.take());
+        }
+    }
+}
+
+/// A response body that keeps the unread request payload alive until it is sent.
+pub struct Unread {
+    body: BoxBody,
+    _payload: Payload,
+}
+
+impl MessageBody for Unread {
+    type Error = <BoxBody as MessageBody>::Error;
+
+    fn size(&self) -> BodySize {
+        self.body.size()
+    }
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_next(cx)
+    }
+}
+
+/// Raises the soft descriptor limit to the hard one and logs both; warns when
+/// `max_connections` leaves too little room for the database, logs and the listen socket.
+pub fn raise_fd_limit(max_connections: usize) {
+    let (soft, hard) = match rlimit::Resource::NOFILE.get() {
+        Ok(limits) => limits,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the open-file limit");
+            return;
+        }
+    };
+    let raised = if soft < hard {
+        match rlimit::Resource::NOFILE.set(hard, hard) {
+            Ok(()) => hard,
+            Err(e) => {
+                tracing::warn!(error = %e, soft, hard, "cannot raise the open-file limit");
+                soft
+            }
+        }
+    } else {
+        soft
+    };
+    tracing::info!(
+        soft_was = soft,
+        soft = raised,
+        hard,
+        max_connections,
+        "open-file limit"
+    );
+    let max = u64::try_from(max_connections).unwrap_or(u64::MAX);
+    // A quarter of the limit stays free for pool connections, files and accept churn.
+    if max > raised / 4 * 3 {
+        tracing::warn!(
+            max_connections,
+            limit = raised,
+            "server.max_connections is close to the open-file limit: lower it or raise the limit (LimitNOFILE=)"
+        );
+    }
+}
