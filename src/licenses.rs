@@ -166,6 +166,7 @@ impl LicenseTerms {
             created_at: now,
             updated_at: now,
             change_seq: 0,
+            exhaust_episode: 1,
         }
     }
 }
@@ -235,6 +236,9 @@ fn store(
                 terms,
                 // Seats in use survive a lower count: the ceiling keeps room for them.
                 licenses::ceiling.eq(rules::ceiling_sql(Some(capacity), 0)),
+                // More seats than before end a seats_exhausted episode (DESIGN §8).
+                licenses::exhaust_episode
+                    .eq(licenses::exhaust_episode + i64::from(capacity > license.capacity)),
             ))
             .execute(conn)?;
             if changed != 1 {
