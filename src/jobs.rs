@@ -80,7 +80,9 @@ pub fn standard(
     let mut jobs: Vec<Arc<dyn Job>> = vec![
         Arc::new(ClockSync),
         Arc::new(PruneProofs),
-        Arc::new(crate::notify::watch::Watch::new(&config.notify.expiring_days)),
+        Arc::new(crate::notify::watch::Watch::new(
+            &config.notify.expiring_days,
+        )),
     ];
     match crate::notify::sender::SendEmails::for_config(config)? {
         Some(sender) => jobs.push(Arc::new(sender)),

@@ -128,6 +128,8 @@ fn write(
     crate::on_backend!(conn, |c| diesel::insert_into(audit_log::table)
         .values(&entry)
         .execute(c))?;
+    // The emails this change owes, in the same transaction.
+    crate::notify::on_change(conn, change, recorded)?;
     Ok(())
 }
 

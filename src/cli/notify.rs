@@ -60,7 +60,9 @@ impl Run for Notify {
 fn test(global: &Global, to: &str) -> Result<(), CliError> {
     let config = global.config()?;
     if crate::notify::parse_mailbox(to).is_err() {
-        return Err(CliError::Usage(format!("--to: '{to}' is not a valid mailbox")));
+        return Err(CliError::Usage(format!(
+            "--to: '{to}' is not a valid mailbox"
+        )));
     }
     let mailer = Mailer::from_config(&config)?;
     let url = config.public_url();

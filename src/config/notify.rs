@@ -56,7 +56,11 @@ impl Secret {
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_empty() { "<unset>" } else { "<redacted>" })
+        f.write_str(if self.0.is_empty() {
+            "<unset>"
+        } else {
+            "<redacted>"
+        })
     }
 }
 
@@ -87,7 +91,10 @@ pub(super) fn validate(smtp: &SmtpConfig, notify: &NotifyConfig) -> Result<(), C
     if crate::notify::parse_mailbox(&smtp.from).is_err() {
         return Err(ConfigError::Value {
             key: "smtp.from",
-            reason: format!("'{}' is not a mailbox like \"Name <a@b.example>\"", smtp.from),
+            reason: format!(
+                "'{}' is not a mailbox like \"Name <a@b.example>\"",
+                smtp.from
+            ),
         });
     }
     if smtp.enabled() {

@@ -79,13 +79,19 @@ fn settings() -> &'static Settings {
 }
 
 /// Parses an RFC 5322 mailbox (`a@b.example` or `Name <a@b.example>`).
-pub fn parse_mailbox(text: &str) -> Result<lettre::message::Mailbox, lettre::address::AddressError> {
+pub fn parse_mailbox(
+    text: &str,
+) -> Result<lettre::message::Mailbox, lettre::address::AddressError> {
     text.parse()
 }
 
 /// `b***@customer.example`: recipients as logs show them.
 pub fn mask(address: &str) -> String {
-    let addr = address.rsplit('<').next().unwrap_or(address).trim_end_matches('>');
+    let addr = address
+        .rsplit('<')
+        .next()
+        .unwrap_or(address)
+        .trim_end_matches('>');
     match addr.split_once('@') {
         Some((local, domain)) => {
             format!("{}***@{domain}", local.chars().next().unwrap_or('*'))
@@ -137,7 +143,11 @@ pub fn queue(
         .do_nothing()
         .execute(c))?;
     if inserted == 1 {
-        tracing::info!(kind = kind.as_str(), key = dedupe_key, "notification queued");
+        tracing::info!(
+            kind = kind.as_str(),
+            key = dedupe_key,
+            "notification queued"
+        );
     }
     Ok(inserted == 1)
 }
@@ -214,7 +224,7 @@ pub fn on_change(
     }
     let percent = settings().threshold_percent;
     let over = |in_use: i64| in_use * 100 >= percent * recorded.seats;
-    if !(over(recorded.in_use) && !over(recorded.in_use - 1)) {
+    if !over(recorded.in_use) || over(recorded.in_use - 1) {
         return Ok(());
     }
     let license: License = licenses::table

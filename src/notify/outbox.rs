@@ -167,8 +167,17 @@ pub fn retry(conn: &mut DbConn, id: i64, now: i64) -> Result<bool, DbError> {
     Ok(changed == 1)
 }
 
-/// Rows per state, and the creation time of the oldest pending one (for metrics).
-pub fn stats(conn: &mut DbConn) -> Result<(Vec<(String, i64)>, Option<i64>), DbError> {
+/// The outbox in numbers, for metrics.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    /// Rows per state: pending, sent, failed.
+    pub by_state: Vec<(String, i64)>,
+    /// Creation time of the oldest pending row.
+    pub oldest_pending: Option<i64>,
+}
+
+/// Rows per state, and the creation time of the oldest pending one.
+pub fn stats(conn: &mut DbConn) -> Result<Stats, DbError> {
     let mut counts = Vec::with_capacity(3);
     for state in ["pending", "sent", "failed"] {
         let n: i64 = notifications::table
@@ -181,7 +190,10 @@ pub fn stats(conn: &mut DbConn) -> Result<(Vec<(String, i64)>, Option<i64>), DbE
         .filter(notifications::state.eq("pending"))
         .select(diesel::dsl::min(notifications::created_at))
         .get_result(conn)?;
-    Ok((counts, oldest))
+    Ok(Stats {
+        by_state: counts,
+        oldest_pending: oldest,
+    })
 }
 
 #[cfg(test)]

@@ -73,7 +73,8 @@ fn owed(app: &App, conn: &mut DbConn, days: &[u32], now: i64) -> Result<Vec<Owed
         .select(License::as_select())
         .load(conn)?;
     for license in &active {
-        let Some((key, expired, day)) = expiry_due(&license.id, license.expires_at, days, now) else {
+        let Some((key, expired, day)) = expiry_due(&license.id, license.expires_at, days, now)
+        else {
             continue;
         };
         let url = license_url(license);

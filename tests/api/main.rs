@@ -9,5 +9,6 @@ mod concurrency;
 mod device_client;
 mod foundation;
 mod keyfiles;
+mod notify;
 mod quickstart;
 mod takeover;
