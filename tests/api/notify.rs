@@ -443,3 +443,21 @@ both_backends!(
     notify_threshold_expiry_and_escaping,
     threshold_expiry_and_escaping
 );
+
+async fn bad_admin_mailbox_is_refused(backend: Backend) {
+    let env = TestEnv::new(backend);
+    let mut claims = env.claims("lic-bad-admin", 5);
+    claims.admins = vec!["buyer@customer.example".into(), "a(b@c.example".into()];
+    let path = env.write("bad.seatkey", env.sign(&claims));
+    let err = env.cli_err(&["keyfile", "import", path.to_str().unwrap()]);
+    assert!(
+        err.contains("admins") && err.contains("a(b@c.example"),
+        "{err}"
+    );
+    assert_eq!(env.db.count("licenses", ""), 0);
+    assert_eq!(env.db.count("key_files", ""), 0);
+}
+both_backends!(
+    notify_bad_admin_mailbox_is_refused,
+    bad_admin_mailbox_is_refused
+);
