@@ -269,24 +269,15 @@ async fn relay_down_then_up_after_kill(backend: Backend) {
     let key = import_with_admins(&env, "lic-down", 2);
     let mut server = env.serve().await;
     fill_and_refuse(&server, &key, "d", 2, 3).await;
-    // Nothing listens: the rows stay pending with the reason.
-    let mut pending = Vec::new();
-    for _ in 0..100 {
-        pending = notify_list(&env, &["--pending"]);
-        if pending
-            .iter()
-            .any(|r| r["attempts"].as_i64() >= Some(1) && !r["last_error"].is_null())
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let exhausted: Vec<_> = pending
+    // Nothing listens: the rows stay pending with the reason (wait for the exhausted row's
+    // own first attempt: the threshold row, queued earlier, may fail first).
+    let error = wait_pending_reason(&env, "seats_exhausted").await;
+    let pending = notify_list(&env, &["--pending"]);
+    let exhausted = pending
         .iter()
         .filter(|r| r["kind"] == "seats_exhausted")
-        .collect();
-    assert_eq!(exhausted.len(), 1, "{pending:?}");
-    let error = exhausted[0]["last_error"].as_str().unwrap_or_default();
+        .count();
+    assert_eq!(exhausted, 1, "{pending:?}");
     assert!(error.contains("connection refused"), "{error}");
     server.kill();
     // The relay comes up; the server restarts (kill -9 left the rows pending) past the 1 min
