@@ -71,6 +71,7 @@ impl App {
         let identity = ServerIdentity::load(&config.resolve(&config.identity.key_file))?;
         let trusted = TrustedKeys::load(&config.provider.trusted_keys, &config.base_dir)?;
         let db = Database::open(&location, &config.database)?;
+        crate::notify::configure(&config);
         Ok(Self {
             binding: identity.binding(),
             clock: Clock::new(time, config.clock.tolerance),

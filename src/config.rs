@@ -3,6 +3,9 @@
 //! Every value is checked once here; the rest of the program trusts it.
 
 mod layers;
+mod notify;
+
+pub use notify::{NotifyConfig, Secret, SmtpConfig, SmtpSecurity};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -55,6 +58,10 @@ pub struct Config {
     pub log: LogConfig,
     /// `[metrics]`
     pub metrics: MetricsConfig,
+    /// `[smtp]`
+    pub smtp: SmtpConfig,
+    /// `[notify]`
+    pub notify: NotifyConfig,
     /// Folder relative paths resolve against.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -319,6 +326,7 @@ impl Config {
                 reason: "must name the server's private key file".into(),
             });
         }
+        notify::validate(&self.smtp, &self.notify)?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| {
             ConfigError::Value {
                 key: "log.level",

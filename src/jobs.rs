@@ -1,5 +1,6 @@
-//! The job runner: background work of `serve` (clock sync, the malformed-request log; the email sender and the
-//! federation pusher later), each job a small blocking pass repeated on an interval, off the
+//! The job runner: background work of `serve` (clock sync, proof pruning, the malformed
+//! request log, the notification watch and the email sender; the federation pusher later),
+//! each job a small blocking pass repeated on an interval, off the
 //! async workers. `serve` starts the runner before it accepts requests and stops it after the
 //! HTTP server has drained on SIGTERM: a pass in progress finishes, no new one starts.
 
@@ -92,13 +93,23 @@ impl Job for MalformedLog {
     }
 }
 
-/// The jobs `serve` runs.
-pub fn standard() -> Vec<Arc<dyn Job>> {
-    vec![
+/// The jobs `serve` runs: the email sender only when `[smtp]` names a relay.
+pub fn standard(
+    config: &crate::config::Config,
+) -> Result<Vec<Arc<dyn Job>>, crate::notify::sender::SendError> {
+    let mut jobs: Vec<Arc<dyn Job>> = vec![
         Arc::new(ClockSync),
         Arc::new(PruneProofs),
         Arc::new(MalformedLog),
-    ]
+        Arc::new(crate::notify::watch::Watch::new(
+            &config.notify.expiring_days,
+        )),
+    ];
+    match crate::notify::sender::SendEmails::for_config(config)? {
+        Some(sender) => jobs.push(Arc::new(sender)),
+        None => tracing::info!("smtp.host is empty: notifications are recorded, not emailed"),
+    }
+    Ok(jobs)
 }
 
 /// Running jobs; [`JobRunner::shutdown`] stops them.

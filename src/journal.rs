@@ -1,7 +1,7 @@
 //! The journal: the one call every change makes inside its write transaction, writing what
-//! the change owes the world (DESIGN §6, the transactional outbox). Today that is the audit
-//! row; the federation event and the email outbox rows join it here, so a new kind of change
-//! cannot forget one.
+//! the change owes the world (DESIGN §6, the transactional outbox). That is the audit row
+//! and the email outbox rows the change owes (`crate::notify::on_change`); the federation
+//! event joins them here, so a new kind of change cannot forget one.
 //!
 //! A change of a license also takes the license's next change number: a gapless counter on
 //! the license row (DESIGN §7: a database sequence would not do, since on PostgreSQL a lower
@@ -128,6 +128,8 @@ fn write(
     crate::on_backend!(conn, |c| diesel::insert_into(audit_log::table)
         .values(&entry)
         .execute(c))?;
+    // The emails this change owes, in the same transaction.
+    crate::notify::on_change(conn, change, recorded)?;
     Ok(())
 }
 

@@ -17,6 +17,7 @@ pub mod journal;
 pub mod keyfile;
 pub mod licenses;
 pub mod metrics;
+pub mod notify;
 pub mod seats;
 pub mod signing;
 pub mod web;

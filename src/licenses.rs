@@ -38,6 +38,9 @@ pub enum ImportError {
         /// In the file.
         to: String,
     },
+    /// An `admins` entry is not an RFC 5322 mailbox: the emails owed would have nowhere to go.
+    #[error("invalid key file: admins: '{0}' is not a valid email address")]
+    BadAdmin(String),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -51,6 +54,7 @@ impl ImportError {
             Self::KeyFile(e) => e.code().as_str(),
             Self::Stale { .. } => "stale_key_file",
             Self::Incompatible { .. } => "incompatible_renewal",
+            Self::BadAdmin(_) => "invalid_key_file",
             Self::Db(e) => e.code().as_str(),
         }
     }
@@ -166,6 +170,7 @@ impl LicenseTerms {
             created_at: now,
             updated_at: now,
             change_seq: 0,
+            exhaust_episode: 1,
         }
     }
 }
@@ -177,6 +182,16 @@ pub fn import_key_file(app: &App, raw: &[u8], actor: &str) -> Result<ImportRepor
     let file = keyfile::verify(raw, &app.trusted, &app.binding)?;
     let now = app.clock.now();
     keyfile::check_term(file.claims.nbf, file.claims.exp, now)?;
+    // The device crate checks the shape; the mailbox parser that will address the emails
+    // has the last word, before anything is stored.
+    if let Some(bad) = file
+        .claims
+        .admins
+        .iter()
+        .find(|a| crate::notify::parse_mailbox(a).is_err())
+    {
+        return Err(ImportError::BadAdmin(bad.clone()));
+    }
     // verify() accepted the bytes as UTF-8 text.
     let raw_text = String::from_utf8_lossy(raw).into_owned();
     let lic = file.claims.lic.clone();
@@ -235,6 +250,9 @@ fn store(
                 terms,
                 // Seats in use survive a lower count: the ceiling keeps room for them.
                 licenses::ceiling.eq(rules::ceiling_sql(Some(capacity), 0)),
+                // More seats than before end a seats_exhausted episode (DESIGN §8).
+                licenses::exhaust_episode
+                    .eq(licenses::exhaust_episode + i64::from(capacity > license.capacity)),
             ))
             .execute(conn)?;
             if changed != 1 {

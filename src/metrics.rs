@@ -42,12 +42,13 @@ pub fn render(app: &App) -> String {
             counter.load(Ordering::Relaxed)
         );
     }
-    let (licenses, refusals) = match app.db.conn() {
+    let (licenses, refusals, outbox) = match app.db.conn() {
         Ok(mut conn) => (
             crate::licenses::list(&mut conn).ok(),
             crate::db::refusals::totals(&mut conn).unwrap_or_default(),
+            crate::notify::outbox::stats(&mut conn).unwrap_or_default(),
         ),
-        Err(_) => (None, Vec::new()),
+        Err(_) => (None, Vec::new(), Default::default()),
     };
     out.push_str("# HELP seatkeep_database_up 1 when the database answered this scrape.\n");
     out.push_str("# TYPE seatkeep_database_up gauge\n");
@@ -79,7 +80,39 @@ pub fn render(app: &App) -> String {
             escape(license)
         );
     }
+    notifications(&mut out, app, &outbox);
     out
+}
+
+/// The email outbox: rows per state and the oldest pending age (all instances, from the
+/// database), and what this instance sent or failed to send.
+fn notifications(out: &mut String, app: &App, outbox: &crate::notify::outbox::Stats) {
+    use crate::notify::sender::{FAILED_ATTEMPTS, SENT};
+    out.push_str("# HELP seatkeep_notifications Notifications in the outbox by state (queued = pending + sent + failed).
+# TYPE seatkeep_notifications gauge
+");
+    for (state, n) in &outbox.by_state {
+        let _ = writeln!(out, "seatkeep_notifications{{state=\"{state}\"}} {n}");
+    }
+    out.push_str("# HELP seatkeep_notifications_oldest_pending_seconds Age of the oldest unsent notification (0: none).
+# TYPE seatkeep_notifications_oldest_pending_seconds gauge
+");
+    let age = outbox
+        .oldest_pending
+        .map_or(0, |at| (app.clock.now() - at).max(0));
+    let _ = writeln!(out, "seatkeep_notifications_oldest_pending_seconds {age}");
+    out.push_str(
+        "# HELP seatkeep_emails_total Email attempts by this instance.
+# TYPE seatkeep_emails_total counter
+",
+    );
+    for (result, counter) in [("sent", &SENT), ("failed", &FAILED_ATTEMPTS)] {
+        let _ = writeln!(
+            out,
+            "seatkeep_emails_total{{result=\"{result}\"}} {}",
+            counter.load(Ordering::Relaxed)
+        );
+    }
 }
 
 fn escape(label: &str) -> String {

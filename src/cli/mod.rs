@@ -7,6 +7,7 @@ mod admin;
 mod device;
 mod keyfile;
 mod licenses;
+mod notify;
 mod provider;
 mod quickstart;
 mod seats;
@@ -111,6 +112,7 @@ commands! {
     Licenses(licenses::Licenses),
     Seats(seats::Seats),
     Admin(admin::Admin),
+    Notify(notify::Notify),
     Provider(provider::Provider),
     Device(device::Device),
 }
@@ -176,6 +178,9 @@ pub enum CliError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// An email could not be sent (`notify test`).
+    #[error(transparent)]
+    Notify(#[from] crate::notify::sender::SendError),
     /// Bad arguments, or any other refusal already worded for the user.
     #[error("{0}")]
     Usage(String),

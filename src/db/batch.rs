@@ -141,7 +141,11 @@ fn writer(manager: &Manager, queue: &Receiver<Job>) {
                 // on every instance. (Jobs never touch counter rows themselves, or two
                 // instances could each hold what the other waits for.)
                 for (count, waiting) in refused.into_values() {
-                    let added = diesel::Connection::transaction(c, |c| refusals::add(c, &count));
+                    // The seats_exhausted email rides with the counter, in its savepoint.
+                    let added = diesel::Connection::transaction(c, |c| {
+                        refusals::add(c, &count)?;
+                        crate::notify::on_refusal(c, &count)
+                    });
                     counted.push((added, waiting));
                 }
                 Ok::<(), DbError>(())

@@ -57,6 +57,8 @@ pub struct License {
     pub updated_at: i64,
     /// Changes recorded so far: the journal's gapless per-license counter.
     pub change_seq: i64,
+    /// The current seats_exhausted episode (a release or a raising renewal starts the next).
+    pub exhaust_episode: i64,
 }
 
 /// A stored key file.

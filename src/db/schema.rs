@@ -30,6 +30,7 @@ diesel::table! {
         created_at -> BigInt,
         updated_at -> BigInt,
         change_seq -> BigInt,
+        exhaust_episode -> BigInt,
     }
 }
 
@@ -124,6 +125,26 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// The email outbox: one row per notification, sent by the sender job.
+    notifications (id) {
+        id -> BigInt,
+        kind -> Text,
+        license_id -> Nullable<Text>,
+        recipients -> Text,
+        subject -> Text,
+        body_text -> Text,
+        body_html -> Text,
+        dedupe_key -> Text,
+        state -> Text,
+        attempts -> BigInt,
+        created_at -> BigInt,
+        next_attempt_at -> BigInt,
+        sent_at -> Nullable<BigInt>,
+        last_error -> Nullable<Text>,
+    }
+}
+
 diesel::joinable!(key_files -> licenses (license_id));
 diesel::joinable!(seats -> licenses (license_id));
 diesel::joinable!(refusal_counts -> licenses (license_id));
@@ -138,4 +159,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     device_proofs,
     admins,
     server_state,
+    notifications,
 );

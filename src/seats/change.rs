@@ -193,6 +193,8 @@ fn free(conn: &mut DbConn, seat: &Seat, release: &Release) -> Result<Seat, SeatE
                 // Shrinks the surplus of a down-renewal as seats drain.
                 licenses::ceiling.eq(rules::ceiling_sql(None, -1)),
                 licenses::updated_at.eq(now),
+                // A freed seat ends a seats_exhausted episode (DESIGN §8).
+                licenses::exhaust_episode.eq(licenses::exhaust_episode + 1),
                 journal::take_number(),
             ))
             .returning((licenses::change_seq, licenses::in_use, licenses::seats))

@@ -29,6 +29,9 @@ pub enum ServeError {
     /// `metrics.token_file` cannot be used.
     #[error("metrics.token_file: {0}")]
     MetricsToken(String),
+    /// `[smtp]` cannot be used (a CA or password file).
+    #[error(transparent)]
+    Smtp(#[from] crate::notify::sender::SendError),
     /// Binding or running failed.
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
@@ -107,6 +110,8 @@ pub async fn serve(app: Arc<App>) -> Result<(), ServeError> {
         server_config.max_requests_per_client,
     ));
     let metrics_access = web::Data::new(health::MetricsAccess::new(metrics_token(&app)?));
+    // Before binding: a relay config that cannot work stops the start, naming the key.
+    let job_list = crate::jobs::standard(&app.config)?;
     let data = web::Data::from(Arc::clone(&app));
     let server = HttpServer::new(move || {
         actix_web::App::new()
@@ -136,7 +141,7 @@ pub async fn serve(app: Arc<App>) -> Result<(), ServeError> {
         // Tests and scripts read the bound port from this line when listening on port 0.
         tracing::info!(url = %format!("{scheme}://{bound}"), server_id = app.identity.id(), "listening");
     }
-    let jobs = crate::jobs::JobRunner::start(&app, crate::jobs::standard());
+    let jobs = crate::jobs::JobRunner::start(&app, job_list);
     let served = server.run().await;
     jobs.shutdown().await;
     served?;

@@ -10,6 +10,7 @@ mod device_client;
 mod foundation;
 mod hardening;
 mod keyfiles;
+mod notify;
 mod openapi_fuzz;
 mod quickstart;
 mod takeover;

@@ -1,0 +1,2 @@
+DROP TABLE notifications;
+ALTER TABLE licenses DROP COLUMN exhaust_episode;

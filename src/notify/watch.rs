@@ -1,0 +1,180 @@
+//! The watch: notifications owed because time passed rather than because something changed
+//! (a license nearing or past its `exp`, the clock gone back). A job of every `serve`; the
+//! dedupe keys make several instances (and every pass) owe each one once.
+
+use std::time::Duration;
+
+use diesel::prelude::*;
+
+use super::render::{ClockUntrusted, Expiring};
+use super::{Kind, Rendered, admins, license_url, queue, settings};
+use crate::app::App;
+use crate::db::models::License;
+use crate::db::schema::{licenses, notifications};
+use crate::db::{DbConn, DbError};
+use crate::jobs::{Job, JobError};
+use crate::seats::LicenseStatus;
+
+const DAY_SECS: i64 = 86_400;
+/// Write order: outbox rows only, after every license id.
+const WRITE_ORDER: &str = "~notifications";
+
+/// The watch job.
+#[derive(Debug)]
+pub struct Watch {
+    expiring_days: Vec<u32>,
+}
+
+impl Watch {
+    pub fn new(expiring_days: &[u32]) -> Self {
+        Self {
+            expiring_days: expiring_days.to_vec(),
+        }
+    }
+}
+
+/// One notification the watch owes.
+struct Owed {
+    kind: Kind,
+    license: Option<String>,
+    recipients: Vec<String>,
+    key: String,
+    rendered: Rendered,
+}
+
+/// The `expiring` notification due for `license` at `now`, if any: once each of `days`
+/// before `exp` (only the nearest one passed, so a server that was off does not send three
+/// at once), and once after it.
+fn expiry_due(id: &str, exp: Option<i64>, days: &[u32], now: i64) -> Option<(String, bool, u32)> {
+    let exp = exp?;
+    if now >= exp {
+        return Some((format!("expired:{id}:{exp}"), true, 0));
+    }
+    let left = exp - now;
+    let day = days
+        .iter()
+        .copied()
+        .filter(|d| i64::from(*d) * DAY_SECS >= left)
+        .min()?;
+    Some((format!("expiring:{id}:{exp}:{day}d"), false, day))
+}
+
+fn rfc3339(at: i64) -> String {
+    let time = std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(at).unwrap_or(0));
+    humantime::format_rfc3339_seconds(time).to_string()
+}
+
+fn owed(app: &App, conn: &mut DbConn, days: &[u32], now: i64) -> Result<Vec<Owed>, DbError> {
+    let mut owed = Vec::new();
+    let active: Vec<License> = licenses::table
+        .filter(licenses::status.eq(LicenseStatus::Active.as_str()))
+        .filter(licenses::expires_at.is_not_null())
+        .order(licenses::id)
+        .select(License::as_select())
+        .load(conn)?;
+    for license in &active {
+        let Some((key, expired, day)) = expiry_due(&license.id, license.expires_at, days, now)
+        else {
+            continue;
+        };
+        let url = license_url(license);
+        let rendered = Expiring {
+            product: &license.product_name,
+            customer: &license.customer_name,
+            license: &license.id,
+            expired,
+            days: day,
+            expires: rfc3339(license.expires_at.unwrap_or_default()),
+            url: &url,
+        }
+        .render();
+        owed.push(Owed {
+            kind: Kind::Expiring,
+            license: Some(license.id.clone()),
+            recipients: admins(license),
+            key,
+            rendered,
+        });
+    }
+    if let Err(untrusted) = app.clock.check(now)
+        && !settings().operators.is_empty()
+    {
+        // Keyed by the high-water mark the clock fell behind: one email per incident.
+        let high = now + untrusted.behind_secs;
+        owed.push(Owed {
+            kind: Kind::ClockUntrusted,
+            license: None,
+            recipients: settings().operators.clone(),
+            key: format!("clock_untrusted:{high}"),
+            rendered: ClockUntrusted {
+                behind_secs: untrusted.behind_secs,
+                url: &settings().public_url,
+            }
+            .render(),
+        });
+    }
+    // Only what is not queued yet is written: most passes write nothing.
+    let mut missing = Vec::with_capacity(owed.len());
+    for o in owed {
+        let exists = notifications::table
+            .filter(notifications::dedupe_key.eq(&o.key))
+            .count()
+            .get_result::<i64>(conn)?
+            > 0;
+        if !exists {
+            missing.push(o);
+        }
+    }
+    Ok(missing)
+}
+
+impl Job for Watch {
+    fn name(&self) -> &'static str {
+        "notify_watch"
+    }
+
+    fn interval(&self) -> Duration {
+        Duration::from_secs(30)
+    }
+
+    fn run(&self, app: &App) -> Result<(), JobError> {
+        let now = app.clock.now();
+        let missing = owed(app, &mut *app.db.conn()?, &self.expiring_days, now)?;
+        if missing.is_empty() {
+            return Ok(());
+        }
+        app.db.write(WRITE_ORDER, move |conn| {
+            for o in missing {
+                queue(
+                    conn,
+                    o.kind,
+                    o.license.as_deref(),
+                    &o.recipients,
+                    &o.key,
+                    o.rendered,
+                    now,
+                )?;
+            }
+            Ok::<(), DbError>(())
+        })?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_nearest_day_passed_is_due_once() {
+        let days = [30, 7, 1];
+        let exp = 100 * DAY_SECS;
+        let at = |n: i64| expiry_due("l", Some(exp), &days, exp - n);
+        assert_eq!(at(40 * DAY_SECS), None);
+        assert_eq!(at(30 * DAY_SECS).map(|d| d.2), Some(30));
+        assert_eq!(at(5 * DAY_SECS).map(|d| d.2), Some(7));
+        assert_eq!(at(3600).map(|d| d.2), Some(1));
+        assert!(at(0).is_some_and(|d| d.1));
+        assert_eq!(expiry_due("l", None, &days, exp), None);
+    }
+}

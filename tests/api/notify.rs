@@ -1,0 +1,454 @@
+//! Email notifications against a real SMTP relay (aiosmtpd, `tests/tools/smtp_sink.py`) on a
+//! free loopback port per test: exactly-once across instances, restarts and relay outages,
+//! TLS refusals, threshold and expiry timing, escaping.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::both_backends;
+use crate::helpers::{Backend, TestEnv, TestServer};
+
+/// A running aiosmtpd that stores every message as a JSON file in `dir`.
+struct Relay {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Relay {
+    fn start(dir: &Path, port: u16, mode: &str, cert: Option<&TestCert>) -> Self {
+        let python =
+            std::env::var("SEATKEEP_TEST_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".into());
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/smtp_sink.py");
+        let mut command = Command::new(python);
+        command
+            .arg(script)
+            .args(["--port", &port.to_string(), "--dir", dir.to_str().unwrap()])
+            .args(["--mode", mode])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if let Some(cert) = cert {
+            command.args(["--cert", cert.cert.to_str().unwrap()]);
+            command.args(["--key", cert.key.to_str().unwrap()]);
+        }
+        let mut child = command.spawn().expect("start smtp_sink.py");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready", "smtp_sink.py did not start");
+        Self {
+            child,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// Every message received so far, in arrival order.
+    fn messages(&self) -> Vec<serde_json::Value> {
+        messages_in(&self.dir)
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn messages_in(dir: &Path) -> Vec<serde_json::Value> {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    names.retain(|p| p.extension().is_some_and(|x| x == "json"));
+    names.sort();
+    names
+        .iter()
+        .map(|p| serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap())
+        .collect()
+}
+
+/// Messages whose subject starts with `subject`.
+fn with_subject(messages: &[serde_json::Value], subject: &str) -> Vec<serde_json::Value> {
+    let header = format!("Subject: {subject}");
+    messages
+        .iter()
+        .filter(|m| m["data"].as_str().unwrap().contains(&header))
+        .cloned()
+        .collect()
+}
+
+/// Waits (bounded) until `dir` holds `n` messages with that subject; then returns them all.
+async fn wait_for(dir: &Path, subject: &str, n: usize) -> Vec<serde_json::Value> {
+    for _ in 0..300 {
+        if with_subject(&messages_in(dir), subject).len() >= n {
+            return messages_in(dir);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "fewer than {n} '{subject}' emails arrived: {:?}",
+        messages_in(dir)
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A test CA and a relay certificate it signed for 127.0.0.1 and localhost.
+struct TestCert {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+fn test_cert(dir: &Path) -> TestCert {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca)
+        .unwrap();
+    let out = TestCert {
+        ca: dir.join("relay-ca.pem"),
+        cert: dir.join("relay-cert.pem"),
+        key: dir.join("relay-key.pem"),
+    };
+    std::fs::write(&out.ca, ca.pem()).unwrap();
+    std::fs::write(&out.cert, leaf.pem()).unwrap();
+    std::fs::write(&out.key, leaf_key.serialize_pem()).unwrap();
+    out
+}
+
+fn smtp_toml(port: u16, security: &str, extra: &str) -> String {
+    format!(
+        "[smtp]\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"{security}\"\n\
+         from = \"Seatkeep <seatkeep@test.example>\"\ntimeout = \"5s\"\n{extra}\n"
+    )
+}
+
+const ADMINS: [&str; 2] = ["buyer@customer.example", "cfo@customer.example"];
+
+/// Imports a license with two admins; returns its key file.
+fn import_with_admins(env: &TestEnv, lic: &str, seats: i64) -> String {
+    let mut claims = env.claims(lic, seats);
+    claims.admins = ADMINS.iter().map(|a| (*a).to_owned()).collect();
+    let text = env.sign(&claims);
+    let path = env.write(&format!("{lic}.seatkey"), &text);
+    env.cli_ok(&["keyfile", "import", path.to_str().unwrap()]);
+    text
+}
+
+async fn fill_and_refuse(
+    server: &TestServer,
+    key: &str,
+    prefix: &str,
+    taken: usize,
+    refused: usize,
+) -> Vec<String> {
+    let mut seats = Vec::new();
+    for i in 0..taken {
+        let (status, body) = server
+            .activate(key, &format!("{prefix}-ok-{i}"), "user")
+            .await;
+        assert_eq!(status, 201, "{body}");
+        seats.push(body["seat"].as_str().unwrap().to_owned());
+    }
+    for i in 0..refused {
+        let (status, body) = server
+            .activate(key, &format!("{prefix}-no-{i}"), "user")
+            .await;
+        assert_eq!(status, 409, "{body}");
+    }
+    seats
+}
+
+fn assert_each_admin_once(message: &serde_json::Value) {
+    let rcpts: Vec<&str> = message["rcpt_tos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert_eq!(rcpts, ADMINS, "{message}");
+}
+
+fn notify_list(env: &TestEnv, filter: &[&str]) -> Vec<serde_json::Value> {
+    let mut args = vec!["--json", "notify", "list"];
+    args.extend_from_slice(filter);
+    serde_json::from_str(&env.cli_ok(&args)).unwrap()
+}
+
+async fn exhausted_once_per_episode(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let relay = Relay::start(dir.path(), port, "plain", None);
+    let env = TestEnv::with_config(backend, &smtp_toml(port, "none", ""));
+    let key = import_with_admins(&env, "lic-mail", 5);
+    let server = env.serve().await;
+    let seats = fill_and_refuse(&server, &key, "a", 5, 20).await;
+    let all = wait_for(&relay.dir, "Out of seats", 1).await;
+    let exhausted = with_subject(&all, "Out of seats");
+    assert_eq!(exhausted.len(), 1, "{exhausted:?}");
+    assert_each_admin_once(&exhausted[0]);
+    let data = exhausted[0]["data"].as_str().unwrap();
+    assert!(data.contains("5 / 5"), "{data}");
+    assert!(data.contains("Devices refused so far: 1."), "{data}");
+    assert!(data.contains("/console/licenses/lic-mail"), "{data}");
+    assert!(data.contains("multipart/alternative"), "{data}");
+    assert!(data.contains("Message-ID: <"), "{data}");
+
+    // Seats freed and the license ran out again: a new episode, one more email.
+    env.cli_ok(&["seats", "retire", &seats[0]]);
+    fill_and_refuse(&server, &key, "b", 1, 10).await;
+    wait_for(&relay.dir, "Out of seats", 2).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(with_subject(&relay.messages(), "Out of seats").len(), 2);
+    let rows = notify_list(&env, &[]);
+    let sent = rows
+        .iter()
+        .filter(|r| r["kind"] == "seats_exhausted" && r["state"] == "sent")
+        .count();
+    assert_eq!(sent, 2, "{rows:?}");
+}
+both_backends!(
+    notify_exhausted_once_per_episode,
+    exhausted_once_per_episode
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn notify_three_instances_send_one_email_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let relay = Relay::start(dir.path(), port, "plain", None);
+    let env = TestEnv::with_config(Backend::Postgres, &smtp_toml(port, "none", ""));
+    let key = import_with_admins(&env, "lic-multi", 5);
+    let servers = [env.serve().await, env.serve().await, env.serve().await];
+    fill_and_refuse(&servers[0], &key, "fill", 5, 0).await;
+    let mut tasks = Vec::new();
+    for i in 0..300 {
+        let (url, http, key) = (
+            servers[i % 3].url.clone(),
+            servers[i % 3].http.clone(),
+            key.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let response = http
+                .post(format!("{url}/api/v1/activations"))
+                .json(&serde_json::json!({"key_file": key, "device_id": format!("r-{i}"), "user_name": "u"}))
+                .send()
+                .await
+                .unwrap();
+            response.status().as_u16()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 409);
+    }
+    wait_for(&relay.dir, "Out of seats", 1).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let exhausted = with_subject(&relay.messages(), "Out of seats");
+    assert_eq!(exhausted.len(), 1, "{exhausted:?}");
+    assert_each_admin_once(&exhausted[0]);
+}
+
+async fn relay_down_then_up_after_kill(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let env = TestEnv::with_config(backend, &smtp_toml(port, "none", ""));
+    let key = import_with_admins(&env, "lic-down", 2);
+    let mut server = env.serve().await;
+    fill_and_refuse(&server, &key, "d", 2, 3).await;
+    // Nothing listens: the rows stay pending with the reason (wait for the exhausted row's
+    // own first attempt: the threshold row, queued earlier, may fail first).
+    let error = wait_pending_reason(&env, "seats_exhausted").await;
+    let pending = notify_list(&env, &["--pending"]);
+    let exhausted = pending
+        .iter()
+        .filter(|r| r["kind"] == "seats_exhausted")
+        .count();
+    assert_eq!(exhausted, 1, "{pending:?}");
+    assert!(error.contains("connection refused"), "{error}");
+    server.kill();
+    // The relay comes up; the server restarts (kill -9 left the rows pending) past the 1 min
+    // backoff: each email is sent once.
+    let relay = Relay::start(dir.path(), port, "plain", None);
+    let _server = env.serve_at_offset(150).await;
+    wait_for(&relay.dir, "Out of seats", 1).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let all = relay.messages();
+    assert_eq!(with_subject(&all, "Out of seats").len(), 1, "{all:?}");
+    // The threshold email owed at 2/2 went out once too.
+    assert_eq!(all.len(), 2, "{:?}", notify_list(&env, &[]));
+    assert!(notify_list(&env, &["--pending"]).is_empty());
+}
+both_backends!(
+    notify_relay_down_then_up_after_kill,
+    relay_down_then_up_after_kill
+);
+
+async fn starttls_refusals(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cert = test_cert(dir.path());
+    let env = TestEnv::with_config(backend, &smtp_toml(port, "starttls", ""));
+    let key = import_with_admins(&env, "lic-tls", 1);
+    // A relay without STARTTLS gets nothing: the row stays pending with that reason.
+    let plain = Relay::start(&dir.path().join("plain"), port, "plain", None);
+    let mut server = env.serve().await;
+    fill_and_refuse(&server, &key, "t", 1, 1).await;
+    let reason = wait_pending_reason(&env, "seats_exhausted").await;
+    assert!(reason.contains("STARTTLS"), "{reason}");
+    assert!(plain.messages().is_empty());
+    server.kill();
+    drop(plain);
+    // STARTTLS with a certificate the server does not trust: nothing sent.
+    let tls = Relay::start(&dir.path().join("tls"), port, "starttls", Some(&cert));
+    let offset = 400.to_string();
+    let mut server =
+        TestServer::start(&env.config, &[(seatkeep::clock::TEST_OFFSET_ENV, &offset)]).await;
+    let mut reason = String::new();
+    for _ in 0..100 {
+        reason = wait_pending_reason(&env, "seats_exhausted").await;
+        if reason.contains("certificate") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(reason.contains("certificate not trusted"), "{reason}");
+    assert!(tls.messages().is_empty());
+    server.kill();
+    // With the test CA in ca_file: sent, over TLS.
+    let offset = 4000.to_string();
+    let ca = cert.ca.to_str().unwrap().to_owned();
+    let _server = TestServer::start(
+        &env.config,
+        &[
+            (seatkeep::clock::TEST_OFFSET_ENV, &offset),
+            ("SEATKEEP__SMTP__CA_FILE", &ca),
+        ],
+    )
+    .await;
+    let all = wait_for(&tls.dir, "Out of seats", 1).await;
+    let exhausted = with_subject(&all, "Out of seats");
+    assert_eq!(exhausted.len(), 1);
+    assert_eq!(exhausted[0]["tls"], true);
+}
+both_backends!(notify_starttls_refusals, starttls_refusals);
+
+async fn wait_pending_reason(env: &TestEnv, kind: &str) -> String {
+    for _ in 0..100 {
+        let rows = notify_list(env, &["--pending"]);
+        if let Some(error) = rows
+            .iter()
+            .find(|r| r["kind"] == kind)
+            .and_then(|r| r["last_error"].as_str())
+        {
+            return error.to_owned();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no pending {kind} with an error");
+}
+
+async fn threshold_expiry_and_escaping(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let relay = Relay::start(dir.path(), port, "plain", None);
+    let env = TestEnv::with_config(backend, &smtp_toml(port, "none", ""));
+    let mut claims = env.claims("lic-th", 5);
+    claims.customer.name = "Acme <script>x</script>\u{2028}Bcc: evil@x.example".into();
+    let exp = claims.exp.unwrap();
+    let key = env.sign(&claims);
+    let path = env.write("lic-th.seatkey", &key);
+    env.cli_ok(&["keyfile", "import", path.to_str().unwrap()]);
+    let server = env.serve().await;
+    for i in 0..4 {
+        assert_eq!(
+            server.activate(&key, &format!("th-{i}"), "plain").await.0,
+            201
+        );
+    }
+    assert_eq!(
+        server
+            .activate(&key, "th-4", "<b>Ann</b> & \"Bob\"")
+            .await
+            .0,
+        201
+    );
+    let all = wait_for(&relay.dir, "WordSmith for Acme", 1).await;
+    let threshold = with_subject(&all, "WordSmith for Acme");
+    assert_eq!(threshold.len(), 1, "{all:?}");
+    let data = threshold[0]["data"].as_str().unwrap();
+    let (head, _) = data.split_once("\r\n\r\n").unwrap();
+    // The name stays inside the Subject: no header of its own, no extra recipient.
+    assert!(!head.lines().any(|l| l.starts_with("Bcc:")), "{head}");
+    assert_eq!(
+        threshold[0]["rcpt_tos"],
+        serde_json::json!(["buyer@customer.example"])
+    );
+    assert!(
+        !data.contains("<b>Ann</b>") || data.contains("text/plain"),
+        "{data}"
+    );
+    let html = data.split("text/html").nth(1).unwrap();
+    assert!(
+        !html.contains("<script>") && !html.contains("<b>Ann"),
+        "{html}"
+    );
+    // Under it and back over: a new crossing, one more email.
+    let (_, seat) = server.activate(&key, "th-0", "plain").await;
+    env.cli_ok(&["seats", "retire", seat["seat"].as_str().unwrap()]);
+    assert_eq!(server.activate(&key, "th-5", "plain").await.0, 201);
+    wait_for(&relay.dir, "WordSmith for Acme", 2).await;
+    drop(server);
+    // Seven days before exp (a little less), then after it: once each.
+    let now = seatkeep::clock::TimeSource::now(&seatkeep::clock::SystemTime);
+    let mut server = env.serve_at_offset(exp - now - 6 * 86_400).await;
+    wait_for(&relay.dir, "Expires in 7 day(s)", 1).await;
+    server.kill();
+    let _server = env.serve_at_offset(exp - now - 6 * 86_400 + 60).await;
+    let _late = env.serve_at_offset(exp - now + 3600).await;
+    wait_for(&relay.dir, "Expired", 1).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let all = relay.messages();
+    assert_eq!(
+        with_subject(&all, "Expires in 7 day(s)").len(),
+        1,
+        "{all:?}"
+    );
+    assert_eq!(with_subject(&all, "Expired").len(), 1);
+    assert_eq!(with_subject(&all, "WordSmith for Acme").len(), 2);
+}
+both_backends!(
+    notify_threshold_expiry_and_escaping,
+    threshold_expiry_and_escaping
+);
+
+async fn bad_admin_mailbox_is_refused(backend: Backend) {
+    let env = TestEnv::new(backend);
+    let mut claims = env.claims("lic-bad-admin", 5);
+    claims.admins = vec!["buyer@customer.example".into(), "a(b@c.example".into()];
+    let path = env.write("bad.seatkey", env.sign(&claims));
+    let err = env.cli_err(&["keyfile", "import", path.to_str().unwrap()]);
+    assert!(
+        err.contains("admins") && err.contains("a(b@c.example"),
+        "{err}"
+    );
+    assert_eq!(env.db.count("licenses", ""), 0);
+    assert_eq!(env.db.count("key_files", ""), 0);
+}
+both_backends!(
+    notify_bad_admin_mailbox_is_refused,
+    bad_admin_mailbox_is_refused
+);
