@@ -452,3 +452,98 @@ both_backends!(
     notify_bad_admin_mailbox_is_refused,
     bad_admin_mailbox_is_refused
 );
+
+/// `notify test` sends one email now and prints the relay's answer; with nothing listening
+/// it fails on one line that says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_test_command_reports_the_relay() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let relay = Relay::start(dir.path(), port, "plain", None);
+    let env = TestEnv::with_config(Backend::Sqlite, &smtp_toml(port, "none", ""));
+    let out = env.cli_ok(&["notify", "test", "--to", "ops@site.example"]);
+    assert!(out.contains("the relay answered"), "{out}");
+    let all = wait_for(&relay.dir, "Seatkeep test email", 1).await;
+    assert_eq!(with_subject(&all, "Seatkeep test email").len(), 1);
+    assert_eq!(all[0]["rcpt_tos"], serde_json::json!(["ops@site.example"]));
+    drop(relay);
+    let err = env.cli_err(&["notify", "test", "--to", "ops@site.example"]);
+    assert!(err.to_lowercase().contains("refused"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    let bad = env.cli_err(&["notify", "test", "--to", "not a mailbox"]);
+    assert!(bad.contains("not a valid mailbox"), "{bad}");
+}
+
+/// A server whose clock went back tells `notify.operators`, once per incident.
+async fn clock_untrusted_to_operators(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let relay = Relay::start(dir.path(), port, "plain", None);
+    let extra = "[notify]\noperators = [\"ops@site.example\"]";
+    let env = TestEnv::with_config(backend, &smtp_toml(port, "none", extra));
+    let key = import_with_admins(&env, "lic-clock", 3);
+    // Two days ahead, then back on the real clock: untrusted.
+    let mut ahead = env.serve_at_offset(48 * 3600).await;
+    assert_eq!(ahead.activate(&key, "dev-0", "Ada").await.0, 201);
+    ahead.kill();
+    let mut server = env.serve().await;
+    let (status, _) = server.activate(&key, "dev-1", "Ada").await;
+    assert_eq!(status, 503);
+    let subject = "Seatkeep at";
+    let all = wait_for(&relay.dir, subject, 1).await;
+    let sent = with_subject(&all, subject);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0]["rcpt_tos"], serde_json::json!(["ops@site.example"]));
+    // A restart in the same incident sends nothing more.
+    server.kill();
+    let server = env.serve().await;
+    let _ = server.activate(&key, "dev-2", "Ada").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(with_subject(&relay.messages(), subject).len(), 1);
+}
+both_backends!(
+    notify_clock_untrusted_to_operators,
+    clock_untrusted_to_operators
+);
+
+/// While refusals go on, at most one digest a day; a renewal that adds seats ends the
+/// episode, and running out again starts a new one.
+async fn digest_and_renewal(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let relay = Relay::start(dir.path(), port, "plain", None);
+    let env = TestEnv::with_config(backend, &smtp_toml(port, "none", ""));
+    let key = import_with_admins(&env, "lic-digest", 2);
+    let mut server = env.serve().await;
+    fill_and_refuse(&server, &key, "a", 2, 5).await;
+    wait_for(&relay.dir, "Out of seats", 1).await;
+    server.kill();
+    // A day and a bit later refusals go on: one digest, however many refusals.
+    let mut later = env.serve_at_offset(25 * 3600).await;
+    for i in 0..10 {
+        let (status, _) = later.activate(&key, &format!("late-{i}"), "user").await;
+        assert_eq!(status, 409);
+    }
+    wait_for(&relay.dir, "Still out of seats", 1).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        with_subject(&relay.messages(), "Still out of seats").len(),
+        1
+    );
+    assert_eq!(with_subject(&relay.messages(), "Out of seats").len(), 1);
+    later.kill();
+    // A renewal with more seats: the next time the license runs out is a new episode.
+    let mut claims = env.claims("lic-digest", 3);
+    claims.seq = 2;
+    claims.jti = "renewal-1".into();
+    claims.admins = ADMINS.iter().map(|a| (*a).to_owned()).collect();
+    let renewal = env.sign(&claims);
+    let path = env.write("renewal.seatkey", &renewal);
+    env.cli_ok(&["keyfile", "import", path.to_str().unwrap()]);
+    let server = env.serve_at_offset(25 * 3600).await;
+    fill_and_refuse(&server, &renewal, "c", 1, 3).await;
+    wait_for(&relay.dir, "Out of seats", 2).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(with_subject(&relay.messages(), "Out of seats").len(), 2);
+}
+both_backends!(notify_digest_a_day_and_renewal_episode, digest_and_renewal);
