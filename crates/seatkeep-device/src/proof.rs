@@ -6,6 +6,37 @@
 //! one the proof names), `typ`, `alg` = `EdDSA`, `iss` = the seat's device, `aud` = the
 //! server id, `seat`, `action`, `user_name` (for a reissue, the new name), `iat` within
 //! [`PROOF_MAX_AGE_SECS`] of its clock, and a `jti` it has never seen for that seat.
+//!
+//! ```
+//! use seatkeep_device::DeviceJwk;
+//! use seatkeep_device::proof::{self, Expected, ProofAction, ProofClaims};
+//!
+//! // Made once, kept on the device (32 random bytes from the OS in a product).
+//! let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+//! // Sent as `device_jwk` when the device activates.
+//! let jwk = DeviceJwk::from_key(&key.verifying_key());
+//! // To return the seat: a fresh proof, sent as `proof`.
+//! let claims = ProofClaims {
+//!     iss: "scanner-0042".into(),
+//!     aud: "server-id".into(),
+//!     seat: "st_AAAAAAAAAAAAAAAAAAAAAA".into(),
+//!     action: ProofAction::Return,
+//!     user_name: None,
+//!     jti: "kq3v5tXUpVb0cG0QH8Zp2w".into(),
+//!     iat: 1_780_000_000,
+//! };
+//! let token = proof::sign(&key, &claims);
+//! // What the server checks, with the key it registered for the seat.
+//! let expected = Expected {
+//!     device_id: "scanner-0042",
+//!     server_id: "server-id",
+//!     seat: "st_AAAAAAAAAAAAAAAAAAAAAA",
+//!     action: ProofAction::Return,
+//!     user_name: None,
+//!     now: 1_780_000_030,
+//! };
+//! assert_eq!(proof::verify(&token, &jwk, &expected), Ok(claims));
+//! ```
 
 use serde::{Deserialize, Serialize};
 
