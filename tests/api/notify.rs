@@ -547,3 +547,50 @@ async fn digest_and_renewal(backend: Backend) {
     assert_eq!(with_subject(&relay.messages(), "Out of seats").len(), 2);
 }
 both_backends!(notify_digest_a_day_and_renewal_episode, digest_and_renewal);
+
+/// A relay that stays down past `notify.give_up_after` leaves the row failed, with its last
+/// error; `notify retry` makes it due again and, once the relay is up, it is sent once.
+async fn give_up_then_retry(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let env = TestEnv::with_config(
+        backend,
+        &smtp_toml(port, "none", "[notify]\ngive_up_after = \"100s\""),
+    );
+    let key = import_with_admins(&env, "lic-giveup", 1);
+    let mut server = env.serve().await;
+    fill_and_refuse(&server, &key, "g", 1, 1).await;
+    wait_pending_reason(&env, "seats_exhausted").await;
+    server.kill();
+    // Past the backoff and past give_up_after: the next attempt fails for good.
+    let mut later = env.serve_at_offset(300).await;
+    let mut failed = Vec::new();
+    for _ in 0..100 {
+        failed = notify_list(&env, &["--failed"]);
+        if failed.iter().any(|r| r["kind"] == "seats_exhausted") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let row = failed
+        .iter()
+        .find(|r| r["kind"] == "seats_exhausted")
+        .unwrap_or_else(|| panic!("no failed row: {:?}", notify_list(&env, &[])));
+    assert!(
+        row["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("connection refused"),
+        "{row}"
+    );
+    later.kill();
+    let relay = Relay::start(dir.path(), port, "plain", None);
+    let id = row["id"].to_string();
+    let out = env.cli_ok(&["notify", "retry", &id]);
+    assert!(out.contains("due now"), "{out}");
+    let _server = env.serve_at_offset(300).await;
+    wait_for(&relay.dir, "Out of seats", 1).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(with_subject(&relay.messages(), "Out of seats").len(), 1);
+}
+both_backends!(notify_give_up_then_retry, give_up_then_retry);
