@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::clock::{Clock, TimeSource};
 use crate::config::{Config, ConfigError};
-use crate::db::{Database, DbConn, DbError};
+use crate::db::{Database, DbError};
 use crate::identity::{IdentityError, ServerIdentity};
 use crate::keyfile::trust::TrustError;
 use crate::keyfile::{self, KeyFileError, ServerBinding, TrustedKeys, VerifiedKeyFile};
@@ -105,12 +105,13 @@ impl App {
     }
 
     /// The stored text of the key file with this digest. Stored files never change, so the
-    /// text is kept in memory after the first read.
-    pub fn key_file_text(&self, conn: &mut DbConn, digest: &str) -> diesel::QueryResult<Arc<str>> {
+    /// text is kept in memory after the first read, and a hit needs no connection.
+    pub fn key_file_text(&self, digest: &str) -> Result<Arc<str>, DbError> {
         if let Some(text) = lock(&self.stored_texts).get(digest) {
             return Ok(Arc::clone(text));
         }
-        let text: Arc<str> = crate::licenses::stored_key_file(conn, digest)?.into();
+        let text: Arc<str> =
+            crate::licenses::stored_key_file(&mut *self.db.conn()?, digest)?.into();
         let mut texts = lock(&self.stored_texts);
         if texts.len() >= KEY_FILE_CACHE_LIMIT {
             texts.clear();

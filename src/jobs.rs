@@ -105,9 +105,8 @@ pub fn standard(
             &config.notify.expiring_days,
         )),
     ];
-    match crate::notify::sender::SendEmails::for_config(config)? {
-        Some(sender) => jobs.push(Arc::new(sender)),
-        None => tracing::info!("smtp.host is empty: notifications are recorded, not emailed"),
+    if let Some(sender) = crate::notify::sender::SendEmails::for_config(config)? {
+        jobs.push(Arc::new(sender));
     }
     Ok(jobs)
 }

@@ -103,6 +103,7 @@ fn init(data_dir: &Path, key_type: KeyType, force: bool) -> Result<ServerIdentit
 
 /// Migrates, then serves until SIGTERM/SIGINT.
 pub fn serve(config: Config) -> Result<(), CliError> {
+    let startup = crate::web::Startup::prepare(&config)?;
     let app = Arc::new(App::load(config)?);
     let applied = app.db.migrate()?;
     if applied > 0 {
@@ -114,7 +115,7 @@ pub fn serve(config: Config) -> Result<(), CliError> {
     if app.trusted.is_empty() {
         tracing::warn!("no provider.trusted_keys configured: no key file can be imported");
     }
-    actix_web::rt::System::new().block_on(crate::web::serve(app))?;
+    actix_web::rt::System::new().block_on(crate::web::serve(app, startup))?;
     Ok(())
 }
 

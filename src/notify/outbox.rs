@@ -53,6 +53,16 @@ pub struct Listed {
     pub last_error: Option<String>,
 }
 
+/// Whether any row is due: a read, so an idle sender does not queue a write every pass.
+pub fn any_due(conn: &mut DbConn, now: i64) -> Result<bool, DbError> {
+    Ok(diesel::select(diesel::dsl::exists(
+        notifications::table
+            .filter(notifications::state.eq("pending"))
+            .filter(notifications::next_attempt_at.le(now)),
+    ))
+    .get_result(conn)?)
+}
+
 /// Claims up to `limit` due rows: each gets `lease_until` as its next attempt (so no other
 /// instance takes it while it is being sent, and a crash leaves it due again after the lease)
 /// and one more attempt. PostgreSQL skips rows another instance has locked this moment;

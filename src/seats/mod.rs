@@ -228,9 +228,7 @@ fn answer(
     seat: &Seat,
     created: bool,
 ) -> Result<Activation, SeatError> {
-    let key_file = txn::read(app, |conn| {
-        Ok(app.key_file_text(conn, &license.current_key_file)?)
-    })?;
+    let key_file = app.key_file_text(&license.current_key_file)?;
     Ok(Activation {
         created,
         seat: seat.id.clone(),

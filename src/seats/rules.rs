@@ -55,13 +55,6 @@ impl std::fmt::Display for SeatState {
     }
 }
 
-impl LicenseStatus {
-    /// The stored word.
-    pub fn as_str(self) -> &'static str {
-        crate::db::word::StoredWord::as_str(self)
-    }
-}
-
 /// Whether a license may grant seats at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -76,6 +69,13 @@ crate::stored_word!(LicenseStatus, "license status", {
     Active => "active",
     Revoked => "revoked",
 });
+
+impl LicenseStatus {
+    /// The stored word.
+    pub fn as_str(self) -> &'static str {
+        crate::db::word::StoredWord::as_str(self)
+    }
+}
 
 crate::stored_word!(LicenseModel, "license model", {
     NodeLocked => "node_locked",

@@ -14,7 +14,7 @@ use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::app::App;
-use crate::config::ConfigError;
+use crate::config::{Config, ConfigError};
 use errors::ApiError;
 
 /// Why the server could not start.
@@ -87,14 +87,40 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize, body_timeout: st
     }));
 }
 
+/// What `serve` needs from files and the config beyond the application: read before the
+/// database is opened, so a bad certificate, token or relay setting stops the start with
+/// nothing written.
+pub struct Startup {
+    tls: Option<rustls::ServerConfig>,
+    metrics_token: Option<String>,
+    jobs: Vec<Arc<dyn crate::jobs::Job>>,
+}
+
+impl Startup {
+    /// Reads the TLS certificate and key, the metrics token and the job settings.
+    pub fn prepare(config: &Config) -> Result<Self, ServeError> {
+        config.listen_addr()?;
+        let tls = match config.tls_files() {
+            Some((cert, key)) => Some(tls_config(&cert, &key)?),
+            None => None,
+        };
+        Ok(Self {
+            tls,
+            metrics_token: metrics_token(config)?,
+            jobs: crate::jobs::standard(config)?,
+        })
+    }
+}
+
 /// Runs the server and the background jobs until SIGTERM/SIGINT. Must run inside an actix
 /// system.
-pub async fn serve(app: Arc<App>) -> Result<(), ServeError> {
+pub async fn serve(app: Arc<App>, startup: Startup) -> Result<(), ServeError> {
     let addr = app.config.listen_addr()?;
-    let tls = match app.config.tls_files() {
-        Some((cert, key)) => Some(tls_config(&cert, &key)?),
-        None => None,
-    };
+    let Startup {
+        tls,
+        metrics_token,
+        jobs: job_list,
+    } = startup;
     let server_config = &app.config.server;
     let max_body = server_config.max_body_bytes;
     let body_timeout = server_config.body_timeout;
@@ -109,9 +135,7 @@ pub async fn serve(app: Arc<App>) -> Result<(), ServeError> {
         body_timeout,
         server_config.max_requests_per_client,
     ));
-    let metrics_access = web::Data::new(health::MetricsAccess::new(metrics_token(&app)?));
-    // Before binding: a relay config that cannot work stops the start, naming the key.
-    let job_list = crate::jobs::standard(&app.config)?;
+    let metrics_access = web::Data::new(health::MetricsAccess::new(metrics_token));
     let data = web::Data::from(Arc::clone(&app));
     let server = HttpServer::new(move || {
         actix_web::App::new()
@@ -141,6 +165,9 @@ pub async fn serve(app: Arc<App>) -> Result<(), ServeError> {
         // Tests and scripts read the bound port from this line when listening on port 0.
         tracing::info!(url = %format!("{scheme}://{bound}"), server_id = app.identity.id(), "listening");
     }
+    if !app.config.smtp.enabled() {
+        tracing::info!("smtp.host is empty: notifications are recorded, not emailed");
+    }
     let jobs = crate::jobs::JobRunner::start(&app, job_list);
     let served = server.run().await;
     jobs.shutdown().await;
@@ -150,12 +177,12 @@ pub async fn serve(app: Arc<App>) -> Result<(), ServeError> {
 }
 
 /// The bearer token for `/metrics`, when `metrics.token_file` names one.
-fn metrics_token(app: &App) -> Result<Option<String>, ServeError> {
-    let file = &app.config.metrics.token_file;
+fn metrics_token(config: &Config) -> Result<Option<String>, ServeError> {
+    let file = &config.metrics.token_file;
     if file.as_os_str().is_empty() {
         return Ok(None);
     }
-    let path = app.config.resolve(file);
+    let path = config.resolve(file);
     let text = std::fs::read_to_string(&path)
         .map_err(|e| ServeError::MetricsToken(format!("cannot read {}: {e}", path.display())))?;
     let token = text.trim();

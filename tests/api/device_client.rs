@@ -253,6 +253,16 @@ async fn client_reissues_and_returns_with_its_device_key() {
     let copy = env.write("copy.json", stripped.to_string());
     let refused = run(&["device", "return", "--saved", copy.to_str().unwrap()]);
     assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("neither a device key nor a return token"),
+        "{err}"
+    );
+    assert_eq!(
+        env.db.scalar("SELECT in_use AS v FROM licenses"),
+        1,
+        "seat kept"
+    );
 
     let out = ok(run(&["device", "return", "--saved", saved_arg]));
     assert!(out.contains("returned"), "{out}");

@@ -84,6 +84,26 @@ fn bad_config_exits_with_one_line_and_writes_nothing() {
             original.replace("[clock]", "") + "\n[clock]\ntolerance = \"soon\"\n",
             "clock.tolerance",
         ),
+        (
+            original.replace("[server]\n", "[server]\nbody_timeout = \"0s\"\n"),
+            "server.body_timeout",
+        ),
+        (
+            original.replace("[server]\n", "[server]\nmax_connections = 0\n"),
+            "server.max_connections",
+        ),
+        (
+            format!("{original}\n[smtp]\nhost = \"relay.corp.example\"\nsecurity = \"none\"\n"),
+            "smtp.security",
+        ),
+        (
+            format!("{original}\n[smtp]\nfrom = \"not a mailbox\"\n"),
+            "smtp.from",
+        ),
+        (
+            format!("{original}\n[notify]\nthreshold_percent = 150\n"),
+            "notify.threshold_percent",
+        ),
     ];
     for (config, expected) in cases {
         std::fs::write(&env.config, &config).unwrap();
@@ -94,6 +114,17 @@ fn bad_config_exits_with_one_line_and_writes_nothing() {
             assert!(!db_file.exists(), "nothing written for {expected}");
         }
     }
+    // A metrics token too short to be a secret stops `serve`, naming the key.
+    std::fs::write(env.path("metrics.token"), "short\n").unwrap();
+    std::fs::write(
+        &env.config,
+        format!("{original}\n[metrics]\ntoken_file = \"metrics.token\"\n"),
+    )
+    .unwrap();
+    let err = env.cli_err(&["serve"]);
+    assert!(err.contains("metrics.token_file"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(!db_file.exists(), "nothing written for a bad metrics token");
     // An unreadable key file (not a key at all).
     std::fs::write(&env.config, &original).unwrap();
     std::fs::write(env.path("server-key.pem"), "not a key").unwrap();

@@ -374,3 +374,84 @@ both_backends!(
     impossible_seat_ids_are_404_before_the_database,
     impossible_seat_ids
 );
+
+/// Bad `device_jwk`, seat changes with neither or both of token and proof, and a lookup
+/// without a user name: each gets its clear 400 and writes nothing.
+async fn bad_device_key_inputs(backend: Backend) {
+    let env = TestEnv::new(backend);
+    let key_file = env.import_license("LIC-BAD", 2);
+    let server = env.serve().await;
+    let audit_before = env.db.count("audit_log", "");
+    let small_order = seatkeep_device::jws::b64url(&{
+        let mut b = [0u8; 32];
+        b[0] = 1;
+        b
+    });
+    let bad_keys = [
+        json!({"kty": "RSA", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}),
+        json!({"kty": "OKP", "crv": "X25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}),
+        json!({"kty": "OKP", "crv": "Ed25519", "x": "AAAA"}),
+        json!({"kty": "OKP", "crv": "Ed25519", "x": small_order}),
+    ];
+    for jwk in bad_keys {
+        let (status, body) = server
+            .post(
+                "/api/v1/activations",
+                &json!({"key_file": key_file, "device_id": "dev-b", "user_name": "Ada", "device_jwk": jwk}),
+            )
+            .await;
+        assert_eq!(
+            (status, body["code"].as_str(), body["field"].as_str()),
+            (400, Some("invalid_request"), Some("device_jwk")),
+            "{jwk}: {body}"
+        );
+    }
+    let (_, first) = server.activate(&key_file, "dev-ok", "Ada").await;
+    let seat = first["seat"].as_str().unwrap().to_owned();
+    let token = first["return_token"].as_str().unwrap().to_owned();
+    for (path, body) in [
+        (format!("/api/v1/activations/{seat}/return"), json!({})),
+        (
+            format!("/api/v1/activations/{seat}/reissue"),
+            json!({"user_name": "Grace"}),
+        ),
+        (
+            format!("/api/v1/activations/{seat}/reissue"),
+            json!({"user_name": "Grace", "return_token": token, "proof": "a.b.c"}),
+        ),
+    ] {
+        let (status, answer) = server.post(&path, &body).await;
+        assert_eq!(
+            (status, answer["code"].as_str()),
+            (400, Some("invalid_request")),
+            "{path} {body}: {answer}"
+        );
+        assert!(
+            answer["detail"].as_str().unwrap().contains("return_token"),
+            "says what to send: {answer}"
+        );
+    }
+    let (status, answer) = server
+        .post(
+            "/api/v1/keys/lookup",
+            &json!({"key_file": key_file, "device_id": "dev-ok"}),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (400, Some("invalid_request")),
+        "{answer}"
+    );
+    assert_eq!(env.db.count("seats", ""), 1, "only dev-ok's seat");
+    assert_eq!(
+        env.db.count("audit_log", ""),
+        audit_before + 1,
+        "only its activation"
+    );
+    let (_, state) = server.get(&format!("/api/v1/activations/{seat}")).await;
+    assert_eq!(state["state"], "active");
+}
+both_backends!(
+    bad_device_key_inputs_get_clear_errors,
+    bad_device_key_inputs
+);
