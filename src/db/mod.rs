@@ -174,7 +174,6 @@ pub type PooledConn = r2d2::PooledConnection<Manager>;
 #[derive(Clone)]
 pub struct Database {
     pool: r2d2::Pool<Manager>,
-    manager: Manager,
     backend: Backend,
     writer: std::sync::Arc<batch::GroupCommit>,
 }
@@ -209,10 +208,9 @@ impl Database {
             // A broken connection is dropped after its failed query; skip a ping per checkout.
             .test_on_check_out(false)
             .build_unchecked(manager.clone());
-        let writer = std::sync::Arc::new(batch::GroupCommit::start(manager.clone())?);
+        let writer = std::sync::Arc::new(batch::GroupCommit::start(manager)?);
         Ok(Self {
             pool,
-            manager,
             backend,
             writer,
         })
@@ -246,11 +244,6 @@ impl Database {
     /// Checks out a connection (blocking: call from `web::block` or a CLI thread).
     pub fn conn(&self) -> Result<PooledConn, DbError> {
         Ok(self.pool.get()?)
-    }
-
-    /// A connection outside the pool, for a thread that keeps one.
-    pub fn connect_dedicated(&self) -> Result<DbConn, DbError> {
-        self.manager.connect_dedicated()
     }
 
     /// Applies pending migrations; returns how many ran.

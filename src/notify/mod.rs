@@ -27,7 +27,7 @@ use crate::journal::{Change, ChangeKind, Recorded};
 pub use render::Rendered;
 
 /// Seconds in a day: the digest period of a seats_exhausted episode.
-const DAY_SECS: i64 = 86_400;
+pub(crate) const DAY_SECS: i64 = 86_400;
 
 /// What a notification is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

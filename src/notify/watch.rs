@@ -15,7 +15,7 @@ use crate::db::{DbConn, DbError};
 use crate::jobs::{Job, JobError};
 use crate::seats::LicenseStatus;
 
-const DAY_SECS: i64 = 86_400;
+use super::DAY_SECS;
 /// Write order: outbox rows only, after every license id.
 const WRITE_ORDER: &str = "~notifications";
 
