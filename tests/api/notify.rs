@@ -94,6 +94,20 @@ async fn wait_for(dir: &Path, subject: &str, n: usize) -> Vec<serde_json::Value>
     );
 }
 
+/// Waits until every email the relay got is marked sent in the database too: a server killed
+/// between the relay's answer and that commit sends the row again after a restart (SMTP is
+/// at least once), which is right, but not what a test counting emails across restarts wants.
+async fn wait_recorded_sent(env: &TestEnv, dir: &Path) {
+    for _ in 0..300 {
+        let seen = messages_in(dir).len() as i64;
+        if env.db.count("notifications", "state = 'sent'") >= seen {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the relay got emails the database does not show as sent");
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -411,11 +425,13 @@ async fn threshold_expiry_and_escaping(backend: Backend) {
     env.cli_ok(&["seats", "retire", seat["seat"].as_str().unwrap()]);
     assert_eq!(server.activate(&key, "th-5", "plain").await.0, 201);
     wait_for(&relay.dir, "WordSmith for Acme", 2).await;
+    wait_recorded_sent(&env, &relay.dir).await;
     drop(server);
     // Seven days before exp (a little less), then after it: once each.
     let now = seatkeep::clock::TimeSource::now(&seatkeep::clock::SystemTime);
     let mut server = env.serve_at_offset(exp - now - 6 * 86_400).await;
     wait_for(&relay.dir, "Expires in 7 day(s)", 1).await;
+    wait_recorded_sent(&env, &relay.dir).await;
     server.kill();
     let _server = env.serve_at_offset(exp - now - 6 * 86_400 + 60).await;
     let _late = env.serve_at_offset(exp - now + 3600).await;
@@ -495,6 +511,7 @@ async fn clock_untrusted_to_operators(backend: Backend) {
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert_eq!(sent[0]["rcpt_tos"], serde_json::json!(["ops@site.example"]));
     // A restart in the same incident sends nothing more.
+    wait_recorded_sent(&env, &relay.dir).await;
     server.kill();
     let server = env.serve().await;
     let _ = server.activate(&key, "dev-2", "Ada").await;
@@ -517,6 +534,7 @@ async fn digest_and_renewal(backend: Backend) {
     let mut server = env.serve().await;
     fill_and_refuse(&server, &key, "a", 2, 5).await;
     wait_for(&relay.dir, "Out of seats", 1).await;
+    wait_recorded_sent(&env, &relay.dir).await;
     server.kill();
     // A day and a bit later refusals go on: one digest, however many refusals.
     let mut later = env.serve_at_offset(25 * 3600).await;
@@ -531,6 +549,7 @@ async fn digest_and_renewal(backend: Backend) {
         1
     );
     assert_eq!(with_subject(&relay.messages(), "Out of seats").len(), 1);
+    wait_recorded_sent(&env, &relay.dir).await;
     later.kill();
     // A renewal with more seats: the next time the license runs out is a new episode.
     let mut claims = env.claims("lic-digest", 3);
