@@ -218,6 +218,8 @@ fn sign_device_key(
         iat: now,
         exp: license.expires_at,
         model: license.model.as_str().to_owned(),
+        cnf: None,
+        meter: None,
     })?)
 }
 

@@ -154,6 +154,25 @@ async fn bad_key_files(backend: Backend) {
             "seats: must be an integer ≥ 1",
         ),
         (
+            "metered without meter terms".into(),
+            with(&|p| p["model"] = json!("metered")).into_bytes(),
+            "meter: is required for a metered license",
+        ),
+        (
+            "meter terms on a node-locked license".into(),
+            with(&|p| p["meter"] = json!({"unit": "device_hour", "units": 100})).into_bytes(),
+            "meter: is only for metered licenses",
+        ),
+        (
+            "metered: not served by this version".into(),
+            with(&|p| {
+                p["model"] = json!("metered");
+                p["meter"] = json!({"unit": "device_hour", "units": 100});
+            })
+            .into_bytes(),
+            "'metered' licenses are not supported",
+        ),
+        (
             "seq 0".into(),
             with(&|p| p["seq"] = json!(0)).into_bytes(),
             "seq: must be an integer ≥ 1",

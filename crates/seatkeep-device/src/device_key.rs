@@ -31,6 +31,25 @@ pub struct DeviceKeyClaims {
     pub exp: Option<i64>,
     /// License model, as in the key file (`node_locked`, `single_device`, ...).
     pub model: String,
+    /// The device's registered key (RFC 7800 `cnf` with its RFC 7638 thumbprint), when the
+    /// device activated with a `device_jwk` (always for `metered`, DESIGN §10.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+    /// Metered licenses: what one unit buys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meter: Option<DeviceKeyMeter>,
+}
+
+/// RFC 7800 confirmation claim: the key a token is bound to, by its RFC 7638 thumbprint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    pub jkt: String,
+}
+
+/// The `meter` claim of a metered device key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceKeyMeter {
+    pub unit: crate::meter::Unit,
 }
 
 /// The product in a device key: the key file's `product` without its display name.

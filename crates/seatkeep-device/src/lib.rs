@@ -16,7 +16,9 @@
 //! * [`problem`]: the stable error codes ([`ProblemCode`]) and problem bodies;
 //! * [`device_jwk`], [`proof`]: the device's own key and the proofs it signs for reissue
 //!   and return;
-//! * [`keys`], [`verify`]: public keys and the offline verifier.
+//! * [`keys`], [`verify`]: public keys and the offline verifier;
+//! * [`meter`]: metered usage — the packet formats and the device's meter (balance, clock,
+//!   ticks, enforcement, sealed state).
 //!
 //! # Verifying a device key
 //!
@@ -62,6 +64,7 @@ pub mod device_key;
 pub mod jws;
 pub mod keyfile;
 pub mod keys;
+pub mod meter;
 pub mod problem;
 pub mod proof;
 mod time;

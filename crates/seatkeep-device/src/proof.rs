@@ -41,7 +41,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::device_jwk::DeviceJwk;
-use crate::jws::{self, JwsAlgorithm, JwsHeader};
+use crate::jws::{self, DeviceSignedError};
 
 /// `typ` of a device proof.
 pub const PROOF_TYP: &str = "seatkeep-device-proof+jwt";
@@ -124,17 +124,7 @@ pub struct Expected<'a> {
 
 /// Signs a proof with the device's key (the device side).
 pub fn sign(key: &ed25519_dalek::SigningKey, claims: &ProofClaims) -> String {
-    use ed25519_dalek::Signer as _;
-    let header = JwsHeader {
-        alg: JwsAlgorithm::EdDSA.as_str().to_owned(),
-        typ: Some(PROOF_TYP.to_owned()),
-        kid: Some(DeviceJwk::from_key(&key.verifying_key()).thumbprint()),
-    };
-    // Serializing these plain structs cannot fail.
-    let payload = serde_json::to_vec(claims).unwrap_or_default();
-    let input = jws::signing_input(&header, &payload).unwrap_or_default();
-    let signature = key.sign(input.as_bytes());
-    jws::assemble(&input, &signature.to_bytes())
+    jws::sign_ed25519(key, PROOF_TYP, claims)
 }
 
 /// Verifies a proof against the seat's registered key and the request (the server side).
@@ -144,26 +134,13 @@ pub fn verify(
     registered: &DeviceJwk,
     expected: &Expected<'_>,
 ) -> Result<ProofClaims, ProofError> {
-    if token.len() > MAX_PROOF_BYTES {
-        return Err(ProofError::Malformed(format!(
-            "longer than {MAX_PROOF_BYTES} bytes"
-        )));
-    }
-    let parsed = jws::parse_compact(token).map_err(|e| ProofError::Malformed(e.to_string()))?;
-    if parsed.header.typ.as_deref() != Some(PROOF_TYP) {
-        return Err(ProofError::Malformed(format!("typ must be {PROOF_TYP}")));
-    }
-    if parsed.header.alg != JwsAlgorithm::EdDSA.as_str() {
-        return Err(ProofError::Malformed("alg must be EdDSA".into()));
-    }
-    let key = registered
-        .verifying_key()
-        .map_err(|_| ProofError::BadSignature)?;
-    let signature = ed25519_dalek::Signature::from_slice(&parsed.signature)
-        .map_err(|_| ProofError::BadSignature)?;
-    key.verify_strict(parsed.signing_input.as_bytes(), &signature)
-        .map_err(|_| ProofError::BadSignature)?;
-    let claims: ProofClaims = serde_json::from_slice(&parsed.payload)
+    let payload = jws::verify_ed25519(token, registered, PROOF_TYP, MAX_PROOF_BYTES).map_err(
+        |e| match e {
+            DeviceSignedError::Malformed(why) => ProofError::Malformed(why),
+            DeviceSignedError::BadSignature => ProofError::BadSignature,
+        },
+    )?;
+    let claims: ProofClaims = serde_json::from_slice(&payload)
         .map_err(|e| ProofError::Malformed(format!("claims: {e}")))?;
     let checks = [
         ("iss", claims.iss == expected.device_id),
@@ -178,12 +155,7 @@ pub fn verify(
     if let Some((claim, _)) = checks.iter().find(|(_, ok)| !ok) {
         return Err(ProofError::Mismatch(claim));
     }
-    let jti_ok = (16..=128).contains(&claims.jti.len())
-        && claims
-            .jti
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if !jti_ok {
+    if !jws::is_token_id(&claims.jti, 128) {
         return Err(ProofError::Malformed(
             "jti must be 16 to 128 characters of A-Z a-z 0-9 - _".into(),
         ));

@@ -18,7 +18,7 @@ use crate::keys::{PublicKey, spki_fingerprint};
 use crate::time::format_rfc3339;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 /// Why a device key does not verify. Every message is one line; "broken chain" marks the
 /// cases where the device key was not issued by the server the key file names.
@@ -353,6 +353,82 @@ pub fn server_key(claims: &KeyFileClaims) -> Result<PublicKey, VerifyError> {
     PublicKey::from_spki_der(&der).map_err(|e| VerifyError::ServerKeyUnreadable(e.to_string()))
 }
 
+/// Why a token the server signed (device key, packet, time token) did not verify.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerSignedError {
+    /// Too long or not a compact JWS.
+    Malformed(String),
+    /// Another `typ` than expected.
+    Typ(Option<String>),
+    /// `kid` is not the server id named in the key file.
+    Kid(String),
+    /// `alg` does not fit the server key's type.
+    Algorithm {
+        alg: String,
+        key: &'static str,
+        expected: &'static str,
+    },
+    /// The signature is not valid for the server key.
+    Signature,
+}
+
+impl std::fmt::Display for ServerSignedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Malformed(why) => write!(f, "malformed: {why}"),
+            Self::Typ(found) => write!(f, "wrong typ {found:?}"),
+            Self::Kid(found) => write!(f, "kid '{found}' is not the key file's server"),
+            Self::Algorithm { alg, key, expected } => {
+                write!(
+                    f,
+                    "alg '{alg}' does not fit the {key} server key (expected {expected})"
+                )
+            }
+            Self::Signature => f.write_str("not signed by the key file's server key"),
+        }
+    }
+}
+
+impl std::error::Error for ServerSignedError {}
+
+/// Verifies a token signed by the server key named in the key file: size, `typ`, `kid` =
+/// server id, `alg` pinned by the key type, signature. Returns the payload, not yet parsed.
+pub fn verify_server_signed(
+    server: &PublicKey,
+    server_id: &str,
+    token: &str,
+    typ: &str,
+    max_bytes: usize,
+) -> Result<Vec<u8>, ServerSignedError> {
+    let token = token.trim();
+    if token.len() > max_bytes {
+        return Err(ServerSignedError::Malformed(format!(
+            "larger than {max_bytes} bytes"
+        )));
+    }
+    let parsed =
+        jws::parse_compact(token).map_err(|e| ServerSignedError::Malformed(e.to_string()))?;
+    if parsed.header.typ.as_deref() != Some(typ) {
+        return Err(ServerSignedError::Typ(parsed.header.typ.clone()));
+    }
+    let kid = parsed.header.kid.as_deref().unwrap_or("");
+    if kid != server_id {
+        return Err(ServerSignedError::Kid(kid.to_owned()));
+    }
+    let alg =
+        server
+            .algorithm_for(&parsed.header.alg)
+            .ok_or_else(|| ServerSignedError::Algorithm {
+                alg: parsed.header.alg.clone(),
+                key: server.kind(),
+                expected: server.expected_algorithms(),
+            })?;
+    if !server.verify_jws(alg, &parsed) {
+        return Err(ServerSignedError::Signature);
+    }
+    Ok(parsed.payload)
+}
+
 /// Checks the device key's size, `typ`, `kid`, `alg`, signature and `iss` against the server
 /// key; returns its claims.
 fn verify_device_signature(
@@ -360,31 +436,29 @@ fn verify_device_signature(
     server_id: &str,
     device_key: &str,
 ) -> Result<DeviceKeyClaims, VerifyError> {
-    let device_key = device_key.trim();
-    if device_key.len() > MAX_DEVICE_KEY_BYTES {
-        return Err(VerifyError::DeviceKey(format!(
-            "larger than {MAX_DEVICE_KEY_BYTES} bytes"
-        )));
-    }
-    let parsed =
-        jws::parse_compact(device_key).map_err(|e| VerifyError::DeviceKey(e.to_string()))?;
-    if parsed.header.typ.as_deref() != Some(DEVICE_KEY_TYP) {
-        return Err(VerifyError::DeviceKeyTyp(parsed.header.typ.clone()));
-    }
-    check_issuer("kid", parsed.header.kid.as_deref().unwrap_or(""), server_id)?;
-    let alg = server.algorithm_for(&parsed.header.alg).ok_or_else(|| {
-        VerifyError::DeviceKeyAlgorithm {
-            alg: parsed.header.alg.clone(),
-            key: server.kind(),
-            expected: server.expected_algorithms(),
+    let payload = verify_server_signed(
+        server,
+        server_id,
+        device_key,
+        DEVICE_KEY_TYP,
+        MAX_DEVICE_KEY_BYTES,
+    )
+    .map_err(|e| match e {
+        ServerSignedError::Malformed(why) => VerifyError::DeviceKey(why),
+        ServerSignedError::Typ(found) => VerifyError::DeviceKeyTyp(found),
+        ServerSignedError::Kid(found) => VerifyError::DeviceKeyIssuer {
+            field: "kid",
+            found,
+            expected: server_id.to_owned(),
+        },
+        ServerSignedError::Algorithm { alg, key, expected } => {
+            VerifyError::DeviceKeyAlgorithm { alg, key, expected }
         }
-    })?;
-    if !server.verify_jws(alg, &parsed) {
-        return Err(VerifyError::DeviceKeySignature {
+        ServerSignedError::Signature => VerifyError::DeviceKeySignature {
             server: server_id.to_owned(),
-        });
-    }
-    let claims: DeviceKeyClaims = serde_json::from_slice(&parsed.payload)
+        },
+    })?;
+    let claims: DeviceKeyClaims = serde_json::from_slice(&payload)
         .map_err(|e| VerifyError::DeviceKey(format!("claims: {e}")))?;
     check_issuer("iss", &claims.iss, server_id)?;
     Ok(claims)

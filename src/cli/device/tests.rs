@@ -52,6 +52,7 @@ fn key_file_claims(server: &ServerIdentity) -> KeyFileClaims {
         policy: Policy::default(),
         federation: None,
         channel: None,
+        meter: None,
     }
 }
 
@@ -70,6 +71,8 @@ fn device_claims(claims: &KeyFileClaims, server_id: &str) -> DeviceKeyClaims {
         iat: NOW - 60,
         exp: claims.exp,
         model: claims.model.as_str().into(),
+        cnf: None,
+        meter: None,
     }
 }
 

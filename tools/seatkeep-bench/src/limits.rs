@@ -100,6 +100,8 @@ fn device_key_signing_input(key: &SigningKey) -> Result<String> {
         iat: now_unix(),
         exp: Some(now_unix() + 365 * 86400),
         model: "node_locked".into(),
+        cnf: None,
+        meter: None,
     };
     let jws = key
         .sign_jws("seatkeep-device+jwt", &key.fingerprint(), &claims)

@@ -53,6 +53,9 @@ pub struct KeyFileClaims {
     /// Sales channel ids, passed through to federation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<Channel>,
+    /// `metered` only: the usage pool sold (DESIGN §10.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meter: Option<crate::meter::MeterTerms>,
 }
 
 /// The buying company.
@@ -281,7 +284,19 @@ impl KeyFileClaims {
         {
             return Err(invalid("exp", "must be later than nbf"));
         }
-        if matches!(self.model, LicenseModel::Floating | LicenseModel::Metered) {
+        match (&self.meter, self.model) {
+            (None, LicenseModel::Metered) => {
+                return Err(invalid("meter", "is required for a metered license"));
+            }
+            (Some(_), model) if model != LicenseModel::Metered => {
+                return Err(invalid("meter", "is only for metered licenses"));
+            }
+            (Some(meter), _) => meter
+                .validate()
+                .map_err(|(claim, why)| invalid(claim, why))?,
+            (None, _) => {}
+        }
+        if self.model == LicenseModel::Floating {
             return Err(invalid(
                 "model",
                 format!(

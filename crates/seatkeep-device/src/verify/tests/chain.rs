@@ -14,34 +14,34 @@ use crate::keyfile::{self, Customer, KEY_FILE_TYP, KeyFileClaims, Product};
 use crate::keyfile::{LicenseModel, Policy, ServerClaim};
 use crate::verify::{ProviderKey, VerifiedDevice, VerifyError, verify_device_key};
 
-pub(super) const NOW: i64 = 1_780_000_000;
-pub(super) const DEVICE: &str = "scanner-0042";
-pub(super) const USER: &str = "Ada Lovelace";
+pub(crate) const NOW: i64 = 1_780_000_000;
+pub(crate) const DEVICE: &str = "scanner-0042";
+pub(crate) const USER: &str = "Ada Lovelace";
 /// RSA-2048 test keys, checked in so the tests need no slow RSA key generation.
-pub(super) const RSA_PROVIDER_PEM: &str = include_str!("../../../testdata/rsa-provider.pem");
-pub(super) const RSA_SERVER_PEM: &str = include_str!("../../../testdata/rsa-server.pem");
+pub(crate) const RSA_PROVIDER_PEM: &str = include_str!("../../../testdata/rsa-provider.pem");
+pub(crate) const RSA_SERVER_PEM: &str = include_str!("../../../testdata/rsa-server.pem");
 /// DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410); the 32 key bytes follow.
-pub(super) const ED25519_SPKI_PREFIX: [u8; 12] = [
+pub(crate) const ED25519_SPKI_PREFIX: [u8; 12] = [
     0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
 ];
 
 /// Key types a test chain is built from.
 #[derive(Clone, Copy)]
-pub(super) enum KeyType {
+pub(crate) enum KeyType {
     Ed25519,
     /// The checked-in RSA-2048 key of the provider or of the server, by role.
     Rsa2048,
 }
 
 /// A private key that signs JWS for the tests.
-pub(super) enum TestKey {
+pub(crate) enum TestKey {
     Ed25519(ed25519_dalek::SigningKey),
     Rsa(rsa::RsaPrivateKey, JwsAlgorithm),
 }
 
 impl TestKey {
     /// A fresh Ed25519 key, or the RSA key of `rsa_pem` with `alg` (RS256 by default).
-    pub(super) fn new(kind: KeyType, rsa_pem: &str, alg: Option<JwsAlgorithm>) -> Self {
+    pub(crate) fn new(kind: KeyType, rsa_pem: &str, alg: Option<JwsAlgorithm>) -> Self {
         match kind {
             KeyType::Ed25519 => {
                 let mut seed = [0; 32];
@@ -55,14 +55,14 @@ impl TestKey {
         }
     }
 
-    pub(super) fn algorithm(&self) -> JwsAlgorithm {
+    pub(crate) fn algorithm(&self) -> JwsAlgorithm {
         match self {
             Self::Ed25519(_) => JwsAlgorithm::EdDSA,
             Self::Rsa(_, alg) => *alg,
         }
     }
 
-    pub(super) fn spki_der(&self) -> Vec<u8> {
+    pub(crate) fn spki_der(&self) -> Vec<u8> {
         match self {
             Self::Ed25519(key) => {
                 let mut der = ED25519_SPKI_PREFIX.to_vec();
@@ -78,16 +78,16 @@ impl TestKey {
         }
     }
 
-    pub(super) fn public_pem(&self) -> String {
+    pub(crate) fn public_pem(&self) -> String {
         pem::encode(&pem::Pem::new("PUBLIC KEY", self.spki_der()))
     }
 
     /// `sha256(SPKI DER)`, hex-encoded independently of the crate's own helper.
-    pub(super) fn fingerprint(&self) -> String {
+    pub(crate) fn fingerprint(&self) -> String {
         format!("{:x}", Sha256::digest(self.spki_der()))
     }
 
-    pub(super) fn sign(&self, message: &[u8]) -> Vec<u8> {
+    pub(crate) fn sign(&self, message: &[u8]) -> Vec<u8> {
         match self {
             Self::Ed25519(key) => ed25519_dalek::Signer::sign(key, message)
                 .to_bytes()
@@ -103,7 +103,7 @@ impl TestKey {
         }
     }
 
-    pub(super) fn sign_jws(&self, typ: &str, kid: &str, claims: &impl Serialize) -> String {
+    pub(crate) fn sign_jws(&self, typ: &str, kid: &str, claims: &impl Serialize) -> String {
         let header = JwsHeader {
             alg: self.algorithm().as_str().to_owned(),
             typ: Some(typ.to_owned()),
@@ -115,13 +115,13 @@ impl TestKey {
 }
 
 /// A Seatkeep server as far as device keys go: a key and its id.
-pub(super) struct Server {
-    pub(super) key: TestKey,
-    pub(super) id: String,
+pub(crate) struct Server {
+    pub(crate) key: TestKey,
+    pub(crate) id: String,
 }
 
 impl Server {
-    pub(super) fn new(kind: KeyType) -> Self {
+    pub(crate) fn new(kind: KeyType) -> Self {
         let key = TestKey::new(kind, RSA_SERVER_PEM, None);
         Self {
             id: key.fingerprint(),
@@ -129,36 +129,36 @@ impl Server {
         }
     }
 
-    pub(super) fn id(&self) -> &str {
+    pub(crate) fn id(&self) -> &str {
         &self.id
     }
 
-    pub(super) fn key(&self) -> &TestKey {
+    pub(crate) fn key(&self) -> &TestKey {
         &self.key
     }
 
-    pub(super) fn sign_device_key(&self, claims: &DeviceKeyClaims) -> String {
+    pub(crate) fn sign_device_key(&self, claims: &DeviceKeyClaims) -> String {
         self.key.sign_jws(DEVICE_KEY_TYP, &self.id, claims)
     }
 }
 
 /// The provider side: validate the claims, sign, armor.
-pub(super) fn issue(claims: &KeyFileClaims, provider: &TestKey, kid: &str) -> String {
+pub(crate) fn issue(claims: &KeyFileClaims, provider: &TestKey, kid: &str) -> String {
     claims.validate().unwrap();
     keyfile::armor(&provider.sign_jws(KEY_FILE_TYP, kid, claims))
 }
 
 /// A provider, a server and a key file binding them, plus a device key for DEVICE/USER.
-pub(super) struct Chain {
-    pub(super) provider_pem: String,
-    pub(super) provider: TestKey,
-    pub(super) server: Server,
-    pub(super) claims: KeyFileClaims,
-    pub(super) key_file: String,
-    pub(super) device_key: String,
+pub(crate) struct Chain {
+    pub(crate) provider_pem: String,
+    pub(crate) provider: TestKey,
+    pub(crate) server: Server,
+    pub(crate) claims: KeyFileClaims,
+    pub(crate) key_file: String,
+    pub(crate) device_key: String,
 }
 
-pub(super) fn key_file_claims(server: &Server) -> KeyFileClaims {
+pub(crate) fn key_file_claims(server: &Server) -> KeyFileClaims {
     KeyFileClaims {
         iss: "provider.example".into(),
         jti: "kf-1".into(),
@@ -183,10 +183,11 @@ pub(super) fn key_file_claims(server: &Server) -> KeyFileClaims {
         policy: Policy::default(),
         federation: None,
         channel: None,
+        meter: None,
     }
 }
 
-pub(super) fn device_claims(claims: &KeyFileClaims, server_id: &str) -> DeviceKeyClaims {
+pub(crate) fn device_claims(claims: &KeyFileClaims, server_id: &str) -> DeviceKeyClaims {
     DeviceKeyClaims {
         iss: server_id.to_owned(),
         sub: DEVICE.into(),
@@ -201,14 +202,16 @@ pub(super) fn device_claims(claims: &KeyFileClaims, server_id: &str) -> DeviceKe
         iat: NOW - 60,
         exp: claims.exp,
         model: claims.model.as_str().into(),
+        cnf: None,
+        meter: None,
     }
 }
 
-pub(super) fn server_identity(kind: KeyType) -> Server {
+pub(crate) fn server_identity(kind: KeyType) -> Server {
     Server::new(kind)
 }
 
-pub(super) fn chain(
+pub(crate) fn chain(
     provider_kind: KeyType,
     provider_alg: Option<JwsAlgorithm>,
     server: KeyType,
@@ -228,16 +231,16 @@ pub(super) fn chain(
     }
 }
 
-pub(super) fn ed_chain() -> Chain {
+pub(crate) fn ed_chain() -> Chain {
     chain(KeyType::Ed25519, None, KeyType::Ed25519)
 }
 
 impl Chain {
-    pub(super) fn provider_key(&self) -> ProviderKey {
+    pub(crate) fn provider_key(&self) -> ProviderKey {
         ProviderKey::from_pem(self.provider_pem.as_bytes()).unwrap()
     }
 
-    pub(super) fn verify(
+    pub(crate) fn verify(
         &self,
         device_key: &str,
         device: &str,
@@ -246,7 +249,7 @@ impl Chain {
         self.verify_at(&self.key_file, device_key, device, user, NOW)
     }
 
-    pub(super) fn verify_at(
+    pub(crate) fn verify_at(
         &self,
         key_file: &str,
         device_key: &str,
@@ -265,14 +268,14 @@ impl Chain {
     }
 
     /// A key file re-signed by the provider with changed claims.
-    pub(super) fn key_file_with(&self, change: impl FnOnce(&mut KeyFileClaims)) -> String {
+    pub(crate) fn key_file_with(&self, change: impl FnOnce(&mut KeyFileClaims)) -> String {
         let mut claims = self.claims.clone();
         change(&mut claims);
         issue(&claims, &self.provider, "provider-2026")
     }
 
     /// A device key signed by this chain's server with changed claims.
-    pub(super) fn device_key_with(&self, change: impl FnOnce(&mut DeviceKeyClaims)) -> String {
+    pub(crate) fn device_key_with(&self, change: impl FnOnce(&mut DeviceKeyClaims)) -> String {
         let mut claims = device_claims(&self.claims, self.server.id());
         change(&mut claims);
         self.server.sign_device_key(&claims)

@@ -1,6 +1,6 @@
 //! The verifier's tests: every way a chain can break.
 
-mod chain;
+pub(crate) mod chain;
 
 use crate::jws::JwsAlgorithm;
 use chain::*;
