@@ -18,7 +18,8 @@
 //!   and return;
 //! * [`keys`], [`verify`]: public keys and the offline verifier;
 //! * [`meter`]: metered usage — the packet formats and the device's meter (balance, clock,
-//!   ticks, enforcement, sealed state).
+//!   ticks, enforcement, sealed state);
+//! * [`offline`]: request and response files for air-gapped devices.
 //!
 //! # Verifying a device key
 //!
@@ -65,6 +66,7 @@ pub mod jws;
 pub mod keyfile;
 pub mod keys;
 pub mod meter;
+pub mod offline;
 pub mod problem;
 pub mod proof;
 mod time;
