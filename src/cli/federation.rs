@@ -81,7 +81,11 @@ impl Run for Federation {
                     return print_json(&applied);
                 }
                 for a in &applied {
-                    let what = if a.advanced { "acknowledged" } else { "already acknowledged" };
+                    let what = if a.advanced {
+                        "acknowledged"
+                    } else {
+                        "already acknowledged"
+                    };
                     println!("{}: events up to {} {what}", a.lic, a.acked);
                 }
                 Ok(())
@@ -91,7 +95,8 @@ impl Run for Federation {
 }
 
 fn status(global: &Global, app: &crate::app::App) -> Result<(), CliError> {
-    let alert_after = i64::try_from(app.config.federation.alert_after.as_secs()).unwrap_or(i64::MAX);
+    let alert_after =
+        i64::try_from(app.config.federation.alert_after.as_secs()).unwrap_or(i64::MAX);
     let rows = federation::status::all(&mut *app.db.conn()?, app.clock.now(), alert_after)?;
     if global.json {
         return print_json(&rows);
@@ -117,7 +122,12 @@ fn status(global: &Global, app: &crate::app::App) -> Result<(), CliError> {
                 format_time(Some(r.next_attempt_at))
             },
         );
-        println!("    to {}", r.url.as_deref().unwrap_or("(no federation.url: offline files)"));
+        println!(
+            "    to {}",
+            r.url
+                .as_deref()
+                .unwrap_or("(no federation.url: offline files)")
+        );
         if let Some(error) = &r.last_error {
             println!("    last error: {error}");
         }
@@ -156,7 +166,9 @@ fn flush(global: &Global, app: &crate::app::App) -> Result<(), CliError> {
         println!("no license has a federation URL");
     }
     if failed > 0 {
-        return Err(CliError::Usage(format!("{failed} license(s) could not be pushed")));
+        return Err(CliError::Usage(format!(
+            "{failed} license(s) could not be pushed"
+        )));
     }
     Ok(())
 }

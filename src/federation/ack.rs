@@ -56,17 +56,26 @@ pub fn verify(
         .get_result(&mut conn)
         .optional()?;
     let (issuer, recorded) = found.ok_or_else(|| bad(format!("unknown license '{lic}'")))?;
-    let kid = header.kid.ok_or_else(|| bad("the ack names no kid".into()))?;
+    let kid = header
+        .kid
+        .ok_or_else(|| bad("the ack names no kid".into()))?;
     let trusted = app
         .trusted
         .get(&kid)
         .filter(|k| k.provider == issuer)
-        .ok_or_else(|| bad(format!("kid '{kid}' is not a trusted key of provider '{issuer}'")))?;
+        .ok_or_else(|| {
+            bad(format!(
+                "kid '{kid}' is not a trusted key of provider '{issuer}'"
+            ))
+        })?;
     let key = PublicKey::from_spki_der(&trusted.spki_der).map_err(|e| bad(e.to_string()))?;
     let claims: AckClaims = wire::verify(token, ACK_TYP, &key, trusted.algorithm, &kid)
         .map_err(|e| bad(e.to_string()))?;
     if claims.iss != issuer {
-        return Err(bad(format!("iss '{}' is not the issuer '{issuer}'", claims.iss)));
+        return Err(bad(format!(
+            "iss '{}' is not the issuer '{issuer}'",
+            claims.iss
+        )));
     }
     if claims.sub != app.identity.id() {
         return Err(bad(format!(

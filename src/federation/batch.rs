@@ -39,7 +39,10 @@ pub fn pending(
             iat: app.clock.now(),
             events: rows.into_iter().map(|r| disclosure.event(r)).collect(),
         };
-        let token = app.identity.key().sign_jws(BATCH_TYP, &server_id, &claims)?;
+        let token = app
+            .identity
+            .key()
+            .sign_jws(BATCH_TYP, &server_id, &claims)?;
         batches.push(SignedBatch {
             lic: lic.to_owned(),
             first: after + 1,

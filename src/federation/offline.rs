@@ -49,7 +49,10 @@ pub fn export(app: &App, only: Option<&str>) -> Result<Exported, FederationError
         summary.push(ExportedLicense {
             license: lic,
             batches: batches.len(),
-            seqs: batches.first().zip(batches.last()).map(|(a, b)| (a.first, b.last)),
+            seqs: batches
+                .first()
+                .zip(batches.last())
+                .map(|(a, b)| (a.first, b.last)),
         });
         tokens.extend(batches);
     }

@@ -293,7 +293,10 @@ mod tests {
     fn backoff_doubles_to_an_hour_with_jitter() {
         for (attempts, base) in [(1, 30), (2, 60), (3, 120), (8, 3600), (50, 3600)] {
             let wait = backoff(attempts);
-            assert!((base..=base + base / 4).contains(&wait), "{attempts}: {wait}");
+            assert!(
+                (base..=base + base / 4).contains(&wait),
+                "{attempts}: {wait}"
+            );
         }
     }
 }

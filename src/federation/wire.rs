@@ -181,9 +181,6 @@ mod tests {
     #[test]
     fn device_hash_is_sha256_of_server_colon_device() {
         // sha256("s:d")
-        assert_eq!(
-            device_hash("s", "d"),
-            hex::encode(Sha256::digest(b"s:d"))
-        );
+        assert_eq!(device_hash("s", "d"), hex::encode(Sha256::digest(b"s:d")));
     }
 }

@@ -67,12 +67,7 @@ fn rfc3339(at: i64) -> String {
     humantime::format_rfc3339_seconds(time).to_string()
 }
 
-fn owed(
-    app: &App,
-    conn: &mut DbConn,
-    watch: &Watch,
-    now: i64,
-) -> Result<Vec<Owed>, DbError> {
+fn owed(app: &App, conn: &mut DbConn, watch: &Watch, now: i64) -> Result<Vec<Owed>, DbError> {
     let days = &watch.expiring_days;
     let mut owed = Vec::new();
     let active: Vec<License> = licenses::table

@@ -76,7 +76,9 @@ pub fn collect(args: &CollectArgs, global: &Global) -> Result<(), CliError> {
         return import(&collector, file, ack_out, global);
     }
     let Some(listen) = args.listen else {
-        return Err(CliError::Usage("give --listen ADDR or --import FILE".into()));
+        return Err(CliError::Usage(
+            "give --listen ADDR or --import FILE".into(),
+        ));
     };
     let known = collector.issued_count();
     crate::federation::collector::http::run(collector, listen, |bound| {
@@ -89,21 +91,36 @@ pub fn collect(args: &CollectArgs, global: &Global) -> Result<(), CliError> {
 
 /// Every batch of the file, in order; the acks file holds the ack of each license's last
 /// batch. A refused batch stops the import with its reason (what came before is kept).
-fn import(collector: &Collector, file: &Path, ack_out: &Path, global: &Global) -> Result<(), CliError> {
+fn import(
+    collector: &Collector,
+    file: &Path,
+    ack_out: &Path,
+    global: &Global,
+) -> Result<(), CliError> {
     let tokens = armor::dearmor_lines(Label::Federation, &read_file(file)?)
         .map_err(|e| CliError::Usage(format!("{}: not a federation file: {e}", file.display())))?;
     let mut acks: Vec<(String, String)> = Vec::new();
     let mut summary = Vec::new();
     for (n, token) in tokens.iter().enumerate() {
-        let receipt = collector.receive(token).map_err(|e| {
-            CliError::Usage(format!("{}: batch {}: {e}", file.display(), n + 1))
-        })?;
+        let receipt = collector
+            .receive(token)
+            .map_err(|e| CliError::Usage(format!("{}: batch {}: {e}", file.display(), n + 1)))?;
+        if receipt.gap {
+            return Err(CliError::Usage(format!(
+                "{}: batch {}: refused: it starts past the {} events held for license '{}' \
+                 (a gap); nothing stored",
+                file.display(),
+                n + 1,
+                receipt.acked,
+                receipt.lic
+            )));
+        }
         let key = format!("{}/{}", receipt.server, receipt.lic);
         acks.retain(|(k, _)| *k != key);
         acks.push((key, receipt.ack.clone()));
         summary.push(serde_json::json!({
             "server": receipt.server, "license": receipt.lic,
-            "stored": receipt.stored, "acked": receipt.acked, "gap": receipt.gap,
+            "stored": receipt.stored, "acked": receipt.acked,
         }));
     }
     let text = armor::armor_lines(Label::FederationAcks, acks.iter().map(|(_, a)| a.as_str()));
@@ -113,12 +130,11 @@ fn import(collector: &Collector, file: &Path, ack_out: &Path, global: &Global) -
     }
     for s in &summary {
         println!(
-            "{} {}: {} new events, acked {}{}",
+            "{} {}: {} new events, acked {}",
             s["server"].as_str().unwrap_or_default(),
             s["license"].as_str().unwrap_or_default(),
             s["stored"],
             s["acked"],
-            if s["gap"] == true { " (starts past what is held: send again from there)" } else { "" }
         );
     }
     println!("acks written to {}", ack_out.display());

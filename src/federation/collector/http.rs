@@ -67,11 +67,17 @@ async fn receive(
         }
         Ok(Err(e)) => {
             tracing::error!(error = %e, "batch not stored");
-            problem(StatusCode::INTERNAL_SERVER_ERROR, "the batch was not stored".into())
+            problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the batch was not stored".into(),
+            )
         }
         Err(e) => {
             tracing::error!(error = %e, "batch not stored");
-            problem(StatusCode::INTERNAL_SERVER_ERROR, "the batch was not stored".into())
+            problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the batch was not stored".into(),
+            )
         }
     }
 }

@@ -9,7 +9,8 @@ pub mod store;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use super::wire::{self, ACK_TYP, AckClaims, BATCH_TYP, BatchClaims, WireError};
 use crate::signing::SigningKey;
@@ -54,6 +55,12 @@ impl CollectError {
     }
 }
 
+/// Shortest time between two scans of the issued folder for an unknown license.
+const RESCAN_AFTER: Duration = Duration::from_secs(1);
+
+/// Issued licenses by (server id, license id).
+type IssuedMap = HashMap<(String, String), Issued>;
+
 /// A license as this provider issued it to one server.
 #[derive(Debug, Clone)]
 struct Issued {
@@ -76,7 +83,12 @@ pub struct Receipt {
 
 /// The collector: issued licenses, the store, the ack key.
 pub struct Collector {
-    issued: HashMap<(String, String), Issued>,
+    issued_dir: PathBuf,
+    provider: ProviderKey,
+    issued: RwLock<IssuedMap>,
+    /// When the issued folder was last read (a batch for an unknown license reads it again,
+    /// at most once per [`RESCAN_AFTER`]: key files issued while it runs count).
+    scanned: Mutex<Instant>,
     store: Mutex<Store>,
     key: SigningKey,
     kid: String,
@@ -91,38 +103,21 @@ impl Collector {
         key: SigningKey,
         kid: &str,
     ) -> Result<Self, CollectError> {
-        let provider = ProviderKey::from_spki_der(key.spki_der()).map_err(|e| {
-            CollectError::Issued {
+        let provider =
+            ProviderKey::from_spki_der(key.spki_der()).map_err(|e| CollectError::Issued {
                 path: issued_dir.to_path_buf(),
                 reason: e.to_string(),
-            }
-        })?;
-        let mut issued = HashMap::new();
-        let entries = std::fs::read_dir(issued_dir).map_err(|e| CollectError::io(issued_dir, e))?;
-        for entry in entries.filter_map(Result::ok) {
-            let path = entry.path();
-            if path.extension().is_none_or(|x| x != "seatkey") {
-                continue;
-            }
-            let text = std::fs::read_to_string(&path).map_err(|e| CollectError::io(&path, e))?;
-            let refuse = |reason: String| CollectError::Issued {
-                path: path.clone(),
-                reason,
-            };
-            let claims = seatkeep_device::verify::verify_key_file(&provider, &text)
-                .map_err(|e| refuse(e.to_string()))?;
-            let server_key = seatkeep_device::verify::server_key(&claims)
-                .map_err(|e| refuse(e.to_string()))?;
-            issued.insert(
-                (claims.server.id.clone(), claims.lic.clone()),
-                Issued {
-                    provider: claims.iss.clone(),
-                    server_key,
-                },
-            );
-        }
+            })?;
+        let issued = scan(&provider, issued_dir)?;
         Ok(Self {
-            issued,
+            issued_dir: issued_dir.to_path_buf(),
+            provider,
+            issued: RwLock::new(issued),
+            scanned: Mutex::new(
+                Instant::now()
+                    .checked_sub(RESCAN_AFTER)
+                    .unwrap_or_else(Instant::now),
+            ),
             store: Mutex::new(Store::open(data)?),
             key,
             kid: kid.to_owned(),
@@ -131,7 +126,33 @@ impl Collector {
 
     /// How many (server, license) pairs this collector knows.
     pub fn issued_count(&self) -> usize {
-        self.issued.len()
+        self.issued.read().map_or(0, |m| m.len())
+    }
+
+    /// The issued license (server, lic), reading the folder again once if it is unknown.
+    fn find_issued(&self, server: &str, lic: &str) -> Result<Issued, CollectError> {
+        let key = (server.to_owned(), lic.to_owned());
+        let poisoned = || CollectError::Storage("a collector lock is poisoned".into());
+        if let Some(found) = self.issued.read().map_err(|_| poisoned())?.get(&key) {
+            return Ok(found.clone());
+        }
+        {
+            let mut scanned = self.scanned.lock().map_err(|_| poisoned())?;
+            if scanned.elapsed() >= RESCAN_AFTER {
+                let fresh = scan(&self.provider, &self.issued_dir)?;
+                *self.issued.write().map_err(|_| poisoned())? = fresh;
+                *scanned = Instant::now();
+            }
+        }
+        self.issued
+            .read()
+            .map_err(|_| poisoned())?
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| CollectError::NotIssued {
+                server: server.to_owned(),
+                lic: lic.to_owned(),
+            })
     }
 
     /// Verifies and stores one batch; answers the ack (also for a batch that starts past
@@ -140,20 +161,17 @@ impl Collector {
         let refuse = |e: WireError| CollectError::Refused(e.to_string());
         let (header, unverified) = wire::peek::<BatchClaims>(token).map_err(refuse)?;
         let (server, lic) = (unverified.iss, unverified.lic);
-        let issued = self
-            .issued
-            .get(&(server.clone(), lic.clone()))
-            .ok_or_else(|| CollectError::NotIssued {
-                server: server.clone(),
-                lic: lic.clone(),
+        let issued = self.find_issued(&server, &lic)?;
+        let alg = issued
+            .server_key
+            .algorithm_for(&header.alg)
+            .ok_or_else(|| {
+                CollectError::Refused(format!(
+                    "alg {} does not fit the server's {} key",
+                    header.alg,
+                    issued.server_key.kind()
+                ))
             })?;
-        let alg = issued.server_key.algorithm_for(&header.alg).ok_or_else(|| {
-            CollectError::Refused(format!(
-                "alg {} does not fit the server's {} key",
-                header.alg,
-                issued.server_key.kind()
-            ))
-        })?;
         let batch: BatchClaims =
             wire::verify(token, BATCH_TYP, &issued.server_key, alg, &server).map_err(refuse)?;
         batch.check_shape().map_err(refuse)?;
@@ -190,4 +208,33 @@ impl Collector {
             ack,
         })
     }
+}
+
+/// Reads every `*.seatkey` in `dir`; each must verify with the provider key.
+fn scan(provider: &ProviderKey, dir: &Path) -> Result<IssuedMap, CollectError> {
+    let mut issued = HashMap::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| CollectError::io(dir, e))?;
+    for entry in entries.filter_map(Result::ok) {
+        let path = entry.path();
+        if path.extension().is_none_or(|x| x != "seatkey") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| CollectError::io(&path, e))?;
+        let refuse = |reason: String| CollectError::Issued {
+            path: path.clone(),
+            reason,
+        };
+        let claims = seatkeep_device::verify::verify_key_file(provider, &text)
+            .map_err(|e| refuse(e.to_string()))?;
+        let server_key =
+            seatkeep_device::verify::server_key(&claims).map_err(|e| refuse(e.to_string()))?;
+        issued.insert(
+            (claims.server.id.clone(), claims.lic.clone()),
+            Issued {
+                provider: claims.iss.clone(),
+                server_key,
+            },
+        );
+    }
+    Ok(issued)
 }

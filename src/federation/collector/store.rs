@@ -54,7 +54,12 @@ impl Store {
 
     /// Appends the events past what is held (the batch must not start past `acked + 1`:
     /// the caller checks) and syncs; returns how many were new.
-    pub fn append(&mut self, server: &str, lic: &str, events: &[Event]) -> Result<usize, CollectError> {
+    pub fn append(
+        &mut self,
+        server: &str,
+        lic: &str,
+        events: &[Event],
+    ) -> Result<usize, CollectError> {
         let acked = self.acked(server, lic);
         let new: Vec<&Event> = events.iter().filter(|e| e.seq > acked).collect();
         if new.is_empty() {
@@ -94,7 +99,10 @@ fn file_name(server: &str, lic: &str) -> String {
 
 /// Every events file under `dir` with its events, in seq order. `repair`: cut a torn last
 /// line off the file.
-pub fn read_all(dir: &Path, repair: bool) -> Result<Vec<(PathBuf, Vec<StoredEvent>)>, CollectError> {
+pub fn read_all(
+    dir: &Path,
+    repair: bool,
+) -> Result<Vec<(PathBuf, Vec<StoredEvent>)>, CollectError> {
     let mut out = Vec::new();
     let entries = std::fs::read_dir(dir).map_err(|e| CollectError::io(dir, e))?;
     let mut paths: Vec<PathBuf> = entries
