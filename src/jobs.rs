@@ -1,5 +1,5 @@
 //! The job runner: background work of `serve` (clock sync, proof pruning, the malformed
-//! request log, the notification watch and the email sender; the federation pusher later),
+//! request log, the notification watch, the email sender and the federation pusher),
 //! each job a small blocking pass repeated on an interval, off the
 //! async workers. `serve` starts the runner before it accepts requests and stops it after the
 //! HTTP server has drained on SIGTERM: a pass in progress finishes, no new one starts.
@@ -17,6 +17,8 @@ use crate::db::DbError;
 pub enum JobError {
     #[error(transparent)]
     Db(#[from] DbError),
+    #[error(transparent)]
+    Federation(#[from] crate::federation::FederationError),
 }
 
 /// One kind of background work.
@@ -103,7 +105,9 @@ pub fn standard(
         Arc::new(MalformedLog),
         Arc::new(crate::notify::watch::Watch::new(
             &config.notify.expiring_days,
+            config.federation.alert_after,
         )),
+        Arc::new(crate::federation::push::Pusher::new(&config.federation)),
     ];
     if let Some(sender) = crate::notify::sender::SendEmails::for_config(config)? {
         jobs.push(Arc::new(sender));

@@ -1,7 +1,7 @@
 //! The journal: the one call every change makes inside its write transaction, writing what
 //! the change owes the world (DESIGN §6, the transactional outbox). That is the audit row
-//! and the email outbox rows the change owes (`crate::notify::on_change`); the federation
-//! event joins them here, so a new kind of change cannot forget one.
+//! the email outbox rows the change owes (`crate::notify::on_change`) and the federation
+//! event (`crate::federation::events::record`), so a new kind of change cannot forget one.
 //!
 //! A change of a license also takes the license's next change number: a gapless counter on
 //! the license row (DESIGN §7: a database sequence would not do, since on PostgreSQL a lower
@@ -20,7 +20,8 @@ use crate::db::models::NewAuditEntry;
 use crate::db::schema::{audit_log, licenses};
 use crate::db::{DbConn, DbError};
 
-/// What changed. The strings are the audit actions (and, later, the federation event types).
+/// What changed. The strings are the audit actions and, for changes of a license, the
+/// federation event types (`crate::federation::events::event_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChangeKind {
     /// A new license from its first key file.
@@ -81,6 +82,8 @@ pub struct Recorded {
     /// Seats in use after the change.
     pub in_use: i64,
     pub seats: i64,
+    /// The license's key file `seq` at the time.
+    pub key_file_seq: i64,
 }
 
 /// Records `change` inside the caller's write transaction. For a change of a license, locks
@@ -128,16 +131,30 @@ fn write(
     crate::on_backend!(conn, |c| diesel::insert_into(audit_log::table)
         .values(&entry)
         .execute(c))?;
-    // The emails this change owes, in the same transaction.
+    // The emails and the federation event this change owes, in the same transaction.
     crate::notify::on_change(conn, change, recorded)?;
+    if let Some(recorded) = recorded {
+        crate::federation::events::record(conn, change, recorded)?;
+    }
     Ok(())
 }
 
 /// Increments the license's change counter: the row lock and the number in one statement.
 fn next_change(conn: &mut DbConn, lic: &str) -> Result<Recorded, DbError> {
-    let (seq, in_use, seats) = diesel::update(licenses::table.filter(licenses::id.eq(lic)))
-        .set(take_number())
-        .returning((licenses::change_seq, licenses::in_use, licenses::seats))
-        .get_result(conn)?;
-    Ok(Recorded { seq, in_use, seats })
+    let (seq, in_use, seats, key_file_seq) =
+        diesel::update(licenses::table.filter(licenses::id.eq(lic)))
+            .set(take_number())
+            .returning((
+                licenses::change_seq,
+                licenses::in_use,
+                licenses::seats,
+                licenses::seq,
+            ))
+            .get_result(conn)?;
+    Ok(Recorded {
+        seq,
+        in_use,
+        seats,
+        key_file_seq,
+    })
 }

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod db;
+pub mod federation;
 pub mod identity;
 pub mod jobs;
 pub mod journal;

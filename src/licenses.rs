@@ -107,6 +107,8 @@ struct LicenseTerms {
     overage_percent: i64,
     admins: String,
     federation_url: Option<String>,
+    federation_grace: Option<i64>,
+    federation_user_data: bool,
     channel: Option<String>,
     current_key_file: String,
     updated_at: i64,
@@ -133,6 +135,8 @@ impl LicenseTerms {
             overage_percent: c.policy.overage_percent,
             admins: serde_json::Value::from(c.admins.clone()).to_string(),
             federation_url: c.federation.as_ref().map(|f| f.url.clone()),
+            federation_grace: c.federation.as_ref().and_then(|f| f.grace),
+            federation_user_data: c.federation.as_ref().is_some_and(|f| f.user_data),
             channel: c
                 .channel
                 .as_ref()
@@ -164,6 +168,8 @@ impl LicenseTerms {
             overage_percent: self.overage_percent,
             admins: self.admins,
             federation_url: self.federation_url,
+            federation_grace: self.federation_grace,
+            federation_user_data: self.federation_user_data,
             channel: self.channel,
             current_key_file: self.current_key_file,
             status: LicenseStatus::Active,

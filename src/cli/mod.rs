@@ -5,6 +5,7 @@
 
 mod admin;
 mod device;
+mod federation;
 mod keyfile;
 mod licenses;
 mod notify;
@@ -113,6 +114,7 @@ commands! {
     Seats(seats::Seats),
     Admin(admin::Admin),
     Notify(notify::Notify),
+    Federation(federation::Federation),
     Provider(provider::Provider),
     Device(device::Device),
 }

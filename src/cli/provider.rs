@@ -1,5 +1,7 @@
 //! The provider's side: `provider keygen` and `provider issue` (used by vendors, the
-//! quickstart and the tests).
+//! quickstart and the tests), and the federation collector and report ([`collect`]).
+
+mod collect;
 
 use std::path::{Path, PathBuf};
 
@@ -39,6 +41,10 @@ enum ProviderCommand {
     },
     /// Sign a key file.
     Issue(Box<IssueArgs>),
+    /// Receive federation batches (HTTP or an offline file), store them, answer signed acks.
+    Collect(Box<collect::CollectArgs>),
+    /// Per license and month: registrations, returns, retirements, in use, overage, channels.
+    Report(collect::ReportArgs),
 }
 
 impl Run for Provider {
@@ -73,6 +79,8 @@ impl Run for Provider {
                 );
                 Ok(())
             }
+            ProviderCommand::Collect(args) => collect::collect(&args, global),
+            ProviderCommand::Report(args) => collect::report(&args, global),
             ProviderCommand::Issue(args) => {
                 let claims = issue(&args)?;
                 if global.json {
@@ -179,6 +187,12 @@ pub struct IssueArgs {
     /// Federation URL.
     #[arg(long)]
     pub federation_url: Option<String>,
+    /// Federation grace, seconds: unacknowledged events this old stop new activations.
+    #[arg(long)]
+    pub federation_grace: Option<i64>,
+    /// Federation events carry raw device ids and user names.
+    #[arg(long)]
+    pub federation_user_data: bool,
     /// Channel: distributor id.
     #[arg(long)]
     pub distributor: Option<String>,
@@ -396,6 +410,7 @@ fn build_claims(args: &IssueArgs, now: i64) -> Result<KeyFileClaims, CliError> {
         (&["policy", "reissue_limit"], args.reissue_limit),
         (&["policy", "return_limit"], args.return_limit),
         (&["policy", "overage_percent"], args.overage_percent),
+        (&["federation", "grace"], args.federation_grace),
     ];
     for (path, value) in numbers {
         if let Some(v) = value {
@@ -408,6 +423,9 @@ fn build_claims(args: &IssueArgs, now: i64) -> Result<KeyFileClaims, CliError> {
             &["model"],
             json!(LicenseModel::from(model).as_str()),
         );
+    }
+    if args.federation_user_data {
+        set(&mut map, &["federation", "user_data"], json!(true));
     }
     if !args.admins.is_empty() {
         set(&mut map, &["admins"], json!(args.admins));

@@ -145,6 +145,8 @@ fn issue_demo_key_file(layout: &Layout, server_key: &Path) -> Result<(), CliErro
         return_limit: None,
         overage_percent: None,
         federation_url: None,
+        federation_grace: None,
+        federation_user_data: false,
         distributor: None,
         affiliate: None,
         tool: None,

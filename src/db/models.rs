@@ -59,6 +59,10 @@ pub struct License {
     pub change_seq: i64,
     /// The current seats_exhausted episode (a release or a raising renewal starts the next).
     pub exhaust_episode: i64,
+    /// The key file's `federation.grace`, seconds.
+    pub federation_grace: Option<i64>,
+    /// The key file's `federation.user_data`: batches carry raw device ids and user names.
+    pub federation_user_data: bool,
 }
 
 /// A stored key file.

@@ -31,6 +31,8 @@ diesel::table! {
         updated_at -> BigInt,
         change_seq -> BigInt,
         exhaust_episode -> BigInt,
+        federation_grace -> Nullable<BigInt>,
+        federation_user_data -> Bool,
     }
 }
 
@@ -145,10 +147,43 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Federation events (DESIGN §7), one per change of a license, never deleted.
+    federation_events (license_id, seq) {
+        license_id -> Text,
+        seq -> BigInt,
+        kind -> Text,
+        at -> BigInt,
+        seat_id -> Nullable<Text>,
+        device_id -> Nullable<Text>,
+        user_name -> Nullable<Text>,
+        in_use -> BigInt,
+        seats -> BigInt,
+        overage -> Bool,
+        key_file_seq -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// Per license: how far the provider acknowledged, the push lease and the backoff.
+    federation_state (license_id) {
+        license_id -> Text,
+        acked_seq -> BigInt,
+        acked_at -> Nullable<BigInt>,
+        lease_owner -> Nullable<Text>,
+        lease_until -> BigInt,
+        attempts -> BigInt,
+        next_attempt_at -> BigInt,
+        last_error -> Nullable<Text>,
+    }
+}
+
 diesel::joinable!(key_files -> licenses (license_id));
 diesel::joinable!(seats -> licenses (license_id));
 diesel::joinable!(refusal_counts -> licenses (license_id));
 diesel::joinable!(device_proofs -> seats (seat_id));
+diesel::joinable!(federation_events -> licenses (license_id));
+diesel::joinable!(federation_state -> licenses (license_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     licenses,
@@ -160,4 +195,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     admins,
     server_state,
     notifications,
+    federation_events,
+    federation_state,
 );

@@ -36,6 +36,7 @@ pub enum Kind {
     Threshold,
     Expiring,
     ClockUntrusted,
+    FederationOverdue,
 }
 
 impl Kind {
@@ -45,6 +46,7 @@ impl Kind {
             Self::Threshold => "threshold",
             Self::Expiring => "expiring",
             Self::ClockUntrusted => "clock_untrusted",
+            Self::FederationOverdue => "federation_overdue",
         }
     }
 }

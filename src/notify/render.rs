@@ -59,6 +59,16 @@ pub struct ClockUntrusted<'a> {
     pub url: &'a str,
 }
 
+/// The facts of a `federation_overdue` email.
+pub struct FederationOverdue<'a> {
+    pub license: &'a str,
+    pub pending: i64,
+    /// Age of the oldest unacknowledged event, seconds.
+    pub age_secs: i64,
+    pub provider_url: &'a str,
+    pub url: &'a str,
+}
+
 /// The facts of `seatkeep notify test`.
 pub struct TestEmail<'a> {
     pub url: &'a str,
@@ -94,6 +104,7 @@ email_templates! {
     Threshold: ThresholdSubject ThresholdText ThresholdHtml = "email/threshold/subject.txt" "email/threshold/body.txt" "email/threshold/body.html";
     Expiring: ExpiringSubject ExpiringText ExpiringHtml = "email/expiring/subject.txt" "email/expiring/body.txt" "email/expiring/body.html";
     ClockUntrusted: ClockSubject ClockText ClockHtml = "email/clock_untrusted/subject.txt" "email/clock_untrusted/body.txt" "email/clock_untrusted/body.html";
+    FederationOverdue: FederationSubject FederationText FederationHtml = "email/federation_overdue/subject.txt" "email/federation_overdue/body.txt" "email/federation_overdue/body.html";
     TestEmail: TestSubject TestText TestHtml = "email/test/subject.txt" "email/test/body.txt" "email/test/body.html";
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use diesel::prelude::*;
 
-use super::render::{ClockUntrusted, Expiring};
+use super::render::{ClockUntrusted, Expiring, FederationOverdue};
 use super::{Kind, Rendered, admins, license_url, queue, settings};
 use crate::app::App;
 use crate::db::models::License;
@@ -23,12 +23,15 @@ const WRITE_ORDER: &str = "~notifications";
 #[derive(Debug)]
 pub struct Watch {
     expiring_days: Vec<u32>,
+    /// `federation.alert_after`, seconds.
+    alert_after: i64,
 }
 
 impl Watch {
-    pub fn new(expiring_days: &[u32]) -> Self {
+    pub fn new(expiring_days: &[u32], alert_after: Duration) -> Self {
         Self {
             expiring_days: expiring_days.to_vec(),
+            alert_after: i64::try_from(alert_after.as_secs()).unwrap_or(i64::MAX),
         }
     }
 }
@@ -64,7 +67,8 @@ fn rfc3339(at: i64) -> String {
     humantime::format_rfc3339_seconds(time).to_string()
 }
 
-fn owed(app: &App, conn: &mut DbConn, days: &[u32], now: i64) -> Result<Vec<Owed>, DbError> {
+fn owed(app: &App, conn: &mut DbConn, watch: &Watch, now: i64) -> Result<Vec<Owed>, DbError> {
+    let days = &watch.expiring_days;
     let mut owed = Vec::new();
     let active: Vec<License> = licenses::table
         .filter(licenses::status.eq(LicenseStatus::Active.as_str()))
@@ -113,6 +117,9 @@ fn owed(app: &App, conn: &mut DbConn, days: &[u32], now: i64) -> Result<Vec<Owed
             .render(),
         });
     }
+    if !settings().operators.is_empty() {
+        owed.extend(federation_overdue(conn, watch.alert_after, now)?);
+    }
     // Only what is not queued yet is written: most passes write nothing.
     let mut missing = Vec::with_capacity(owed.len());
     for o in owed {
@@ -128,6 +135,30 @@ fn owed(app: &App, conn: &mut DbConn, days: &[u32], now: i64) -> Result<Vec<Owed
     Ok(missing)
 }
 
+/// Licenses whose events wait past `alert_after`: one email to the operators per episode,
+/// keyed by the acknowledged seq it is stuck at (an ack that moves ends the episode).
+fn federation_overdue(conn: &mut DbConn, alert_after: i64, now: i64) -> Result<Vec<Owed>, DbError> {
+    let stuck = crate::federation::status::all(conn, now, alert_after)?;
+    Ok(stuck
+        .into_iter()
+        .filter(|f| f.alerting)
+        .map(|f| Owed {
+            kind: Kind::FederationOverdue,
+            license: Some(f.license.clone()),
+            recipients: settings().operators.clone(),
+            key: format!("federation_overdue:{}:{}", f.license, f.acked_seq),
+            rendered: FederationOverdue {
+                license: &f.license,
+                pending: f.pending,
+                age_secs: f.oldest_pending_age.unwrap_or_default(),
+                provider_url: f.url.as_deref().unwrap_or("(offline files only)"),
+                url: &settings().public_url,
+            }
+            .render(),
+        })
+        .collect())
+}
+
 impl Job for Watch {
     fn name(&self) -> &'static str {
         "notify_watch"
@@ -139,7 +170,7 @@ impl Job for Watch {
 
     fn run(&self, app: &App) -> Result<(), JobError> {
         let now = app.clock.now();
-        let missing = owed(app, &mut *app.db.conn()?, &self.expiring_days, now)?;
+        let missing = owed(app, &mut *app.db.conn()?, self, now)?;
         if missing.is_empty() {
             return Ok(());
         }

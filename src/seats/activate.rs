@@ -43,6 +43,20 @@ pub fn activate(app: &App, req: &ActivationRequest) -> Result<Activation, SeatEr
             return Ok(answer(app, &license, seat, false)?);
         }
         app.clock.check(now)?;
+        if let Some(grace) = license.federation_grace {
+            // A read outside the write: the oldest unacknowledged event's age (DESIGN §7).
+            let age = txn::read(app, |conn| {
+                crate::federation::status::oldest_pending_age(conn, &license.id, now)
+                    .map_err(SeatError::from)
+            })?;
+            if let Some(age) = age.filter(|age| *age > grace) {
+                return Err(SeatError::FederationOverdue {
+                    license: license.id.clone(),
+                    overdue_secs: age,
+                }
+                .into());
+            }
+        }
         if !rules::has_free_seat(&license) {
             // Full already: count the refusal without signing anything.
             app.db.count_refusal(&license.id, now)?;
@@ -152,7 +166,7 @@ fn grant(
     // takes the change's number.
     // Written once, compiled per backend (see `on_backend!`): the writer runs these for every
     // grant, and the concrete connection finds its cached statement without rendering SQL.
-    let taken: Option<(i64, i64, i64)> = crate::on_backend!(conn, |c| diesel::update(
+    let taken: Option<(i64, i64, i64, i64)> = crate::on_backend!(conn, |c| diesel::update(
         licenses::table
             .filter(licenses::id.eq(&license.id))
             .filter(licenses::in_use.lt(licenses::capacity)),
@@ -161,10 +175,15 @@ fn grant(
         licenses::in_use.eq(licenses::in_use + 1),
         journal::take_number(),
     ))
-    .returning((licenses::in_use, licenses::seats, licenses::change_seq))
+    .returning((
+        licenses::in_use,
+        licenses::seats,
+        licenses::change_seq,
+        licenses::seq,
+    ))
     .get_result(c)
     .optional())?;
-    let Some((in_use, seats_bought, seq)) = taken else {
+    let Some((in_use, seats_bought, seq, key_file_seq)) = taken else {
         // The refusal is counted by the caller, in the counters' place at the end of a batch:
         // counting it here would lock a counter row before other jobs' license rows.
         return Ok(Grant::Exhausted {
@@ -233,6 +252,7 @@ fn grant(
             seq,
             in_use,
             seats: seats_bought,
+            key_file_seq,
         },
     )?;
     if let Some(from_user_name) = renamed_from {

@@ -95,6 +95,11 @@ pub enum SeatError {
     InvalidReturnToken,
     #[error(transparent)]
     ClockUntrusted(#[from] ClockUntrusted),
+    /// The license's `federation.grace` passed with events unacknowledged (new seats only).
+    #[error(
+        "license {license} has events the provider has not acknowledged for {overdue_secs} s, past its federation grace; new seats wait until they are delivered"
+    )]
+    FederationOverdue { license: String, overdue_secs: i64 },
     #[error(transparent)]
     Signing(#[from] SigningError),
     #[error(transparent)]
@@ -116,6 +121,7 @@ impl SeatError {
             Self::SeatNotActive { .. } => ProblemCode::SeatNotActive,
             Self::ReissueRequired => ProblemCode::ReissueRequired,
             Self::DeviceKeyMismatch => ProblemCode::DeviceKeyMismatch,
+            Self::FederationOverdue { .. } => ProblemCode::FederationOverdue,
             Self::InvalidDeviceProof(_) => ProblemCode::InvalidDeviceProof,
             Self::ReissueLimitReached { .. } => ProblemCode::ReissueLimitReached,
             Self::ReturnLimitReached { .. } => ProblemCode::ReturnLimitReached,

@@ -3,11 +3,11 @@
 
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::both_backends;
+use crate::chaos_proxy::ChaosProxy;
 use crate::helpers::{Backend, TestDb, TestEnv, TestServer, run};
 
 #[test]
@@ -281,72 +281,6 @@ fn migrate_gives_the_same_tables_and_columns_on_both_backends() {
     );
     assert!(lite.len() > 40, "{lite:?}");
     assert_eq!(lite, pg, "SQLite and PostgreSQL schemas differ");
-}
-
-/// A loopback TCP proxy that can cut every connection, to make the database unreachable.
-struct ChaosProxy {
-    port: u16,
-    up: Arc<AtomicBool>,
-}
-
-impl ChaosProxy {
-    fn start(target_port: u16) -> Self {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let up = Arc::new(AtomicBool::new(true));
-        let flag = Arc::clone(&up);
-        std::thread::spawn(move || {
-            for client in listener.incoming().map_while(Result::ok) {
-                if !flag.load(Ordering::SeqCst) {
-                    drop(client);
-                    continue;
-                }
-                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", target_port)) else {
-                    continue;
-                };
-                for (mut from, mut to) in [
-                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
-                    (server, client),
-                ] {
-                    let flag = Arc::clone(&flag);
-                    std::thread::spawn(move || {
-                        from.set_read_timeout(Some(Duration::from_millis(100)))
-                            .unwrap();
-                        let mut buf = [0u8; 16384];
-                        loop {
-                            if !flag.load(Ordering::SeqCst) {
-                                let _ = from.shutdown(std::net::Shutdown::Both);
-                                let _ = to.shutdown(std::net::Shutdown::Both);
-                                return;
-                            }
-                            match from.read(&mut buf) {
-                                Ok(0) => {
-                                    let _ = to.shutdown(std::net::Shutdown::Both);
-                                    return;
-                                }
-                                Ok(n) => {
-                                    if to.write_all(&buf[..n]).is_err() {
-                                        return;
-                                    }
-                                }
-                                Err(e)
-                                    if matches!(
-                                        e.kind(),
-                                        std::io::ErrorKind::WouldBlock
-                                            | std::io::ErrorKind::TimedOut
-                                    ) => {}
-                                Err(_) => {
-                                    let _ = to.shutdown(std::net::Shutdown::Both);
-                                    return;
-                                }
-                            }
-                        }
-                    });
-                }
-            }
-        });
-        Self { port, up }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,11 +2,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 //! and PostgreSQL (started by `tests/run`). One test binary, so it links once.
 
+mod chaos_proxy;
 mod helpers;
 
 mod activation;
 mod concurrency;
 mod device_client;
+mod federation;
+mod federation_offline;
+mod federation_support;
 mod foundation;
 mod hardening;
 mod keyfiles;

@@ -179,11 +179,48 @@ impl Default for Policy {
     }
 }
 
-/// Federation target.
+/// Federation target (DESIGN §7).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Federation {
-    /// Where the provider takes events.
+    /// Where the provider takes events: `https`, or `http` to a loopback host only.
     pub url: String,
+    /// Seconds events may stay unacknowledged before new activations stop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace: Option<i64>,
+    /// Events carry raw device ids and user names (default: only their hash).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub user_data: bool,
+}
+
+impl Federation {
+    /// Why `url` is not acceptable: anything but `https`, except `http` to a loopback host
+    /// (a local collector or proxy), which never leaves the machine in clear.
+    pub fn url_problem(&self) -> Option<&'static str> {
+        if let Some(rest) = self.url.strip_prefix("https://") {
+            return host_of(rest).is_empty().then_some("has no host");
+        }
+        let Some(rest) = self.url.strip_prefix("http://") else {
+            return Some("must be an https URL");
+        };
+        let host = host_of(rest);
+        let loopback = host.eq_ignore_ascii_case("localhost")
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        (!loopback).then_some("plain http is allowed only to a loopback host; use https")
+    }
+}
+
+/// The host of a URL after its `scheme://`: up to the path, without user info and port.
+fn host_of(rest: &str) -> &str {
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit('@').next().unwrap_or("");
+    if host_port.starts_with('[') {
+        return host_port.split_inclusive(']').next().unwrap_or("");
+    }
+    host_port.split(':').next().unwrap_or("")
 }
 
 /// Sales channel ids.
@@ -337,10 +374,13 @@ impl KeyFileClaims {
         {
             return Err(invalid("server.id", "must be 64 lowercase hex characters"));
         }
-        if let Some(federation) = &self.federation
-            && !(federation.url.starts_with("https://") || federation.url.starts_with("http://"))
-        {
-            return Err(invalid("federation.url", "must be an http(s) URL"));
+        if let Some(federation) = &self.federation {
+            if let Some(problem) = federation.url_problem() {
+                return Err(invalid("federation.url", problem));
+            }
+            if federation.grace.is_some_and(|g| g < 1) {
+                return Err(invalid("federation.grace", "must be at least 1 second"));
+            }
         }
         Ok(())
     }

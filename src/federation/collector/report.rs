@@ -1,0 +1,158 @@
+//! `seatkeep provider report`: what the collector holds, per license and month (UTC) —
+//! what the provider bills (registrations, overage, seats in use at month end) and the
+//! royalties it owes (registrations per channel id).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use super::CollectError;
+use super::store::{StoredEvent, read_all};
+
+/// One license's month.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct MonthRow {
+    pub license: String,
+    /// `YYYY-MM`.
+    pub month: String,
+    /// `seat.activated` events.
+    pub registrations: i64,
+    pub returns: i64,
+    pub retirements: i64,
+    /// Seats in use after the month's last event.
+    pub in_use: i64,
+    /// Registrations beyond the seats bought.
+    pub overage: i64,
+    /// Registrations per channel id, as `role:id` (`distributor:d-1`).
+    pub channels: BTreeMap<String, i64>,
+}
+
+/// The rows of every license the store in `data` holds, by license then month.
+pub fn monthly(data: &Path) -> Result<Vec<MonthRow>, CollectError> {
+    let dir = data.join("events");
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut rows: BTreeMap<(String, String), MonthRow> = BTreeMap::new();
+    for (_, events) in read_all(&dir, false)? {
+        for stored in events {
+            add(&mut rows, &stored);
+        }
+    }
+    Ok(rows.into_values().collect())
+}
+
+fn add(rows: &mut BTreeMap<(String, String), MonthRow>, stored: &StoredEvent) {
+    let event = &stored.event;
+    let month = month_of(event.at);
+    let row = rows
+        .entry((stored.lic.clone(), month.clone()))
+        .or_insert_with(|| MonthRow {
+            license: stored.lic.clone(),
+            month,
+            ..MonthRow::default()
+        });
+    row.in_use = event.in_use;
+    match event.kind.as_str() {
+        "seat.activated" => {
+            row.registrations += 1;
+            if event.overage {
+                row.overage += 1;
+            }
+            if let Some(serde_json::Value::Object(channel)) = &event.channel {
+                for (role, id) in channel {
+                    if let Some(id) = id.as_str() {
+                        *row.channels.entry(format!("{role}:{id}")).or_default() += 1;
+                    }
+                }
+            }
+        }
+        "seat.returned" => row.returns += 1,
+        "seat.retired" => row.retirements += 1,
+        _ => {}
+    }
+}
+
+/// `YYYY-MM` of a unix time, UTC.
+fn month_of(at: i64) -> String {
+    let time = UNIX_EPOCH + Duration::from_secs(u64::try_from(at).unwrap_or(0));
+    humantime::format_rfc3339_seconds(time)
+        .to_string()
+        .chars()
+        .take(7)
+        .collect()
+}
+
+/// The channel counts as one cell: `distributor:d-1=3 partner:p-2=3`.
+pub fn channels_cell(row: &MonthRow) -> String {
+    row.channels
+        .iter()
+        .map(|(id, n)| format!("{id}={n}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The rows as CSV with a header line.
+pub fn csv(rows: &[MonthRow]) -> String {
+    let mut out =
+        String::from("license,month,registrations,returns,retirements,in_use,overage,channels\n");
+    for r in rows {
+        out.push_str(&format!(
+            "{},{},{},{},{},{},{},{}\n",
+            csv_field(&r.license),
+            r.month,
+            r.registrations,
+            r.returns,
+            r.retirements,
+            r.in_use,
+            r.overage,
+            csv_field(&channels_cell(r))
+        ));
+    }
+    out
+}
+
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_owned()
+    }
+}
+
+/// The rows as an aligned table.
+pub fn table(rows: &[MonthRow]) -> String {
+    let mut out = format!(
+        "{:<24} {:<7} {:>13} {:>7} {:>11} {:>6} {:>7}  channels\n",
+        "license", "month", "registrations", "returns", "retirements", "in_use", "overage"
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "{:<24} {:<7} {:>13} {:>7} {:>11} {:>6} {:>7}  {}\n",
+            r.license,
+            r.month,
+            r.registrations,
+            r.returns,
+            r.retirements,
+            r.in_use,
+            r.overage,
+            channels_cell(r)
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn months_are_utc() {
+        assert_eq!(month_of(0), "1970-01");
+        // 2026-02-28T23:59:59Z and a second later.
+        assert_eq!(month_of(1_772_323_199), "2026-02");
+        assert_eq!(month_of(1_772_323_200), "2026-03");
+    }
+}
