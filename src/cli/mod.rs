@@ -5,6 +5,7 @@
 
 mod admin;
 mod device;
+mod export;
 mod keyfile;
 mod licenses;
 mod notify;
@@ -113,6 +114,7 @@ commands! {
     Seats(seats::Seats),
     Admin(admin::Admin),
     Notify(notify::Notify),
+    Export(export::Export),
     Provider(provider::Provider),
     Device(device::Device),
 }
@@ -159,6 +161,8 @@ pub enum CliError {
     Seat(#[from] SeatError),
     #[error(transparent)]
     Admin(#[from] AdminError),
+    #[error(transparent)]
+    Revocation(#[from] crate::revocation::RevocationError),
     #[error(transparent)]
     Db(#[from] DbError),
     #[error(transparent)]

@@ -13,4 +13,5 @@ mod keyfiles;
 mod notify;
 mod openapi_fuzz;
 mod quickstart;
+mod revocation;
 mod takeover;
