@@ -7,6 +7,7 @@ mod helpers;
 mod activation;
 mod concurrency;
 mod device_client;
+mod export;
 mod foundation;
 mod hardening;
 mod keyfiles;
