@@ -14,5 +14,7 @@ mod keyfiles;
 mod notify;
 mod openapi_fuzz;
 mod quickstart;
+mod restart;
 mod revocation;
 mod takeover;
+mod trust;
