@@ -110,6 +110,12 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Requests one client address may have in progress at once; more get 429.
     pub max_requests_per_client: usize,
+    /// Device API requests per second per client address (token bucket); 0 = off.
+    pub rate_limit_per_second: u32,
+    /// Requests a client address may send at once before the rate applies.
+    pub rate_limit_burst: u32,
+    /// Proxies (CIDR blocks) whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<String>,
     /// `[server.tls]`
     pub tls: TlsConfig,
 }
@@ -292,6 +298,14 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.listen_addr()?;
+        for proxy in &self.server.trusted_proxies {
+            proxy
+                .parse::<crate::web::rate::Cidr>()
+                .map_err(|reason| ConfigError::Value {
+                    key: "server.trusted_proxies",
+                    reason,
+                })?;
+        }
         self.database_location()?;
         if self.database.pool_size == 0 {
             return Err(ConfigError::Value {

@@ -7,6 +7,8 @@
 pub mod admins;
 pub mod app;
 pub mod audit;
+pub mod backup;
+pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod config;

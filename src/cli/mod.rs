@@ -4,6 +4,8 @@
 //! calls [`Cli::run`].
 
 mod admin;
+mod backup;
+mod check;
 mod device;
 mod export;
 mod keyfile;
@@ -115,6 +117,9 @@ commands! {
     Admin(admin::Admin),
     Notify(notify::Notify),
     Export(export::Export),
+    Backup(backup::Backup),
+    Restore(backup::Restore),
+    Check(check::Check),
     Provider(provider::Provider),
     Device(device::Device),
 }

@@ -5,6 +5,8 @@
 mod helpers;
 
 mod activation;
+mod backup;
+mod check;
 mod concurrency;
 mod device_client;
 mod export;
@@ -14,6 +16,7 @@ mod keyfiles;
 mod notify;
 mod openapi_fuzz;
 mod quickstart;
+mod ratelimit;
 mod restart;
 mod revocation;
 mod takeover;
