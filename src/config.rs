@@ -32,7 +32,7 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The file is not valid TOML.
-    #[error("config: {path} is not valid TOML: {message}")]
+    #[error("config: {path}: not valid TOML: {message}")]
     Syntax { path: String, message: String },
     /// A key is unknown or its value has the wrong type.
     #[error("config: {0}")]
@@ -40,6 +40,25 @@ pub enum ConfigError {
     /// A value has the right type but is not acceptable.
     #[error("config: {key}: {reason}")]
     Value { key: &'static str, reason: String },
+}
+
+impl ConfigError {
+    /// Names the file, line and column of the key at fault when the file sets it (a value
+    /// from the defaults or the environment has none).
+    fn located(self, file: &str, text: &str) -> Self {
+        let key = match &self {
+            Self::Invalid(message) => message.split(':').next().unwrap_or_default().to_owned(),
+            Self::Value { key, .. } => (*key).to_owned(),
+            _ => return self,
+        };
+        match layers::locate(text, &key) {
+            Some(at) => Self::Invalid(format!(
+                "{file}{at}: {}",
+                self.to_string().trim_start_matches("config: ")
+            )),
+            None => self,
+        }
+    }
 }
 
 /// The whole configuration.
@@ -95,6 +114,12 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Requests one client address may have in progress at once; more get 429.
     pub max_requests_per_client: usize,
+    /// Device API requests per second per client address (token bucket); 0 = off.
+    pub rate_limit_per_second: u32,
+    /// Requests a client address may send at once before the rate applies.
+    pub rate_limit_burst: u32,
+    /// Proxies (CIDR blocks) whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<String>,
     /// `[server.tls]`
     pub tls: TlsConfig,
 }
@@ -234,19 +259,19 @@ impl Config {
                 .unwrap_or_default(),
             None => std::env::current_dir().unwrap_or_default(),
         };
-        let mut config = Self::from_sources(
-            file_text.as_deref().map(|t| {
-                let name = file
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default();
-                (name, t)
-            }),
-            &env,
-        )?;
+        let name = file
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let located = |e: ConfigError| match &file_text {
+            Some(text) => e.located(&name, text),
+            None => e,
+        };
+        let mut config = Self::from_sources(file_text.as_deref().map(|t| (name.clone(), t)), &env)
+            .map_err(located)?;
         config.base_dir = base_dir;
         config.source_file = file.map(|p| absolute(&p));
-        config.validate()?;
+        config.validate().map_err(located)?;
         Ok(config)
     }
 
@@ -277,6 +302,14 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.listen_addr()?;
+        for proxy in &self.server.trusted_proxies {
+            proxy
+                .parse::<crate::web::rate::Cidr>()
+                .map_err(|reason| ConfigError::Value {
+                    key: "server.trusted_proxies",
+                    reason,
+                })?;
+        }
         self.database_location()?;
         if self.database.pool_size == 0 {
             return Err(ConfigError::Value {

@@ -28,6 +28,10 @@ pub enum ChangeKind {
     LicenseImported,
     /// A higher `seq` replaced seats and term.
     LicenseRenewed,
+    /// An operator revoked the license: every device request for it is refused.
+    LicenseRevoked,
+    /// An operator lifted the revocation.
+    LicenseReinstated,
     /// A device took a seat (or took its returned seat back).
     SeatActivated,
     /// The user name on a seat changed.
@@ -48,6 +52,8 @@ impl ChangeKind {
         match self {
             Self::LicenseImported => "license.imported",
             Self::LicenseRenewed => "license.renewed",
+            Self::LicenseRevoked => "license.revoked",
+            Self::LicenseReinstated => "license.reinstated",
             Self::SeatActivated => "seat.activated",
             Self::SeatReissued => "seat.reissued",
             Self::SeatReturned => "seat.returned",

@@ -1,4 +1,4 @@
-//! `keyfile import` and `keyfile inspect`.
+//! `keyfile import`, `keyfile inspect` and `keyfile trust`.
 
 use std::path::{Path, PathBuf};
 
@@ -31,6 +31,21 @@ enum KeyfileCommand {
         /// Key file.
         file: PathBuf,
     },
+    /// Trust a provider's public key: checks it, copies it to provider-keys/KID.pem next to
+    /// the config and appends its [[provider.trusted_keys]] block to the config file.
+    Trust {
+        /// The provider's public key (PEM, 'PUBLIC KEY').
+        pem: PathBuf,
+        /// Key id the provider puts in its key files' header.
+        #[arg(long)]
+        kid: String,
+        /// Provider id (the key files' iss).
+        #[arg(long)]
+        provider: String,
+        /// The one algorithm accepted with this key.
+        #[arg(long, value_parser = ["EdDSA", "RS256", "PS256"])]
+        algorithm: String,
+    },
 }
 
 impl Run for Keyfile {
@@ -40,6 +55,12 @@ impl Run for Keyfile {
                 import(&global.migrated_app()?, &files, global.json)
             }
             KeyfileCommand::Inspect { file } => inspect(&global.config()?, &file, global.json),
+            KeyfileCommand::Trust {
+                pem,
+                kid,
+                provider,
+                algorithm,
+            } => trust(&global.config()?, &pem, &kid, &provider, &algorithm),
         }
     }
 }
@@ -84,6 +105,25 @@ fn import(app: &App, files: &[PathBuf], json: bool) -> Result<(), CliError> {
         ))),
         None => Ok(()),
     }
+}
+
+/// `keyfile trust`.
+fn trust(
+    config: &Config,
+    pem: &Path,
+    kid: &str,
+    provider: &str,
+    algorithm: &str,
+) -> Result<(), CliError> {
+    let algorithm: crate::jws::JwsAlgorithm = serde_json::from_value(algorithm.into())
+        .map_err(|_| CliError::Usage(format!("unknown algorithm '{algorithm}'")))?;
+    let copy = keyfile::enrol::trust_key(config, pem, kid, provider, algorithm)
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    println!(
+        "trusted {kid} ({provider}, {algorithm}): key copied to {}",
+        copy.display()
+    );
+    Ok(())
 }
 
 fn describe(report: &ImportReport) -> String {

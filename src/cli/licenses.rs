@@ -1,4 +1,4 @@
-//! `licenses list|show`.
+//! `licenses list|show|revoke|reinstate`.
 
 use clap::{Args, Subcommand};
 
@@ -6,7 +6,7 @@ use super::{CliError, Global, Run, format_time, print_json};
 use crate::app::App;
 use crate::licenses;
 
-/// Read licenses.
+/// Read licenses; revoke and reinstate them.
 #[derive(Debug, Args)]
 pub struct Licenses {
     #[command(subcommand)]
@@ -22,6 +22,20 @@ enum LicensesCommand {
         /// License id.
         lic: String,
     },
+    /// Revoke a license: every device request for it answers 403 license_revoked, and its
+    /// seats read `revoked` (kept, so `reinstate` gives them back).
+    Revoke {
+        /// License id.
+        lic: String,
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Lift a license's revocation: its seats work again as they were.
+    Reinstate {
+        /// License id.
+        lic: String,
+    },
 }
 
 impl Run for Licenses {
@@ -30,6 +44,14 @@ impl Run for Licenses {
         match self.command {
             LicensesCommand::List => list(&app, global.json),
             LicensesCommand::Show { lic } => show(&app, &lic, global.json),
+            LicensesCommand::Revoke { lic, reason } => {
+                let license = crate::revocation::revoke(&app, &lic, &reason, "cli")?;
+                report_status(&license, global.json)
+            }
+            LicensesCommand::Reinstate { lic } => {
+                let license = crate::revocation::reinstate(&app, &lic, "cli")?;
+                report_status(&license, global.json)
+            }
         }
     }
 }
@@ -61,6 +83,19 @@ fn list(app: &App, json: bool) -> Result<(), CliError> {
             }
         );
     }
+    Ok(())
+}
+
+fn report_status(license: &crate::db::models::License, json: bool) -> Result<(), CliError> {
+    if json {
+        return print_json(license);
+    }
+    println!(
+        "license {} is {} ({} seats held)",
+        license.id,
+        license.status.as_str(),
+        license.in_use
+    );
     Ok(())
 }
 

@@ -4,7 +4,10 @@
 //! calls [`Cli::run`].
 
 mod admin;
+mod backup;
+mod check;
 mod device;
+mod export;
 mod federation;
 mod keyfile;
 mod licenses;
@@ -115,6 +118,10 @@ commands! {
     Admin(admin::Admin),
     Notify(notify::Notify),
     Federation(federation::Federation),
+    Export(export::Export),
+    Backup(backup::Backup),
+    Restore(backup::Restore),
+    Check(check::Check),
     Provider(provider::Provider),
     Device(device::Device),
 }
@@ -161,6 +168,8 @@ pub enum CliError {
     Seat(#[from] SeatError),
     #[error(transparent)]
     Admin(#[from] AdminError),
+    #[error(transparent)]
+    Revocation(#[from] crate::revocation::RevocationError),
     #[error(transparent)]
     Db(#[from] DbError),
     #[error(transparent)]

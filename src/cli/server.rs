@@ -87,16 +87,21 @@ pub fn initial_config(trusted_keys: &str) -> String {
     )
 }
 
+/// What `init` writes under `[provider]`: no key yet, and how to add one, so a block
+/// appended as documented (or by `keyfile trust`) extends the file instead of clashing with
+/// a `trusted_keys = []` line.
+const NO_TRUSTED_KEYS: &str = "# Trusted provider keys: `seatkeep keyfile trust PEM --kid ID --provider ID \
+     --algorithm ALG`\n# appends one block per key at the end of this file:\n\
+     #   [[provider.trusted_keys]]\n#   kid = \"acme-2026\"\n#   provider = \"provider.example\"\n\
+     #   algorithm = \"EdDSA\"\n#   public_key_file = \"provider-keys/acme-2026.pem\"\n";
+
 /// Writes the config (if missing) and a new server key.
 fn init(data_dir: &Path, key_type: KeyType, force: bool) -> Result<ServerIdentity, CliError> {
     create_dir(data_dir)?;
     let identity = ServerIdentity::create(&data_dir.join(KEY_FILE), key_type, force)?;
     let config_path = data_dir.join(CONFIG_FILE);
     if !config_path.exists() {
-        write_file(
-            &config_path,
-            initial_config("trusted_keys = []\n").as_bytes(),
-        )?;
+        write_file(&config_path, initial_config(NO_TRUSTED_KEYS).as_bytes())?;
     }
     Ok(identity)
 }

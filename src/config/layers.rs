@@ -4,11 +4,57 @@
 use super::{ConfigError, ENV_PREFIX};
 
 pub(super) fn parse_table(name: &str, text: &str) -> Result<toml::Table, ConfigError> {
-    text.parse::<toml::Table>()
-        .map_err(|e| ConfigError::Syntax {
-            path: name.to_owned(),
-            message: e.message().to_owned(),
-        })
+    text.parse::<toml::Table>().map_err(|e| {
+        let at = e
+            .span()
+            .map(|span| position(text, span.start))
+            .unwrap_or_default();
+        ConfigError::Syntax {
+            path: format!("{name}{at}"),
+            message: e.message().trim().to_owned(),
+        }
+    })
+}
+
+/// `:LINE:COLUMN` (both from 1) of a byte offset in `text`.
+fn position(text: &str, offset: usize) -> String {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    format!(":{line}:{column}")
+}
+
+/// `:LINE:COLUMN` of the value at a serde path (`server.listen`,
+/// `provider.trusted_keys[0].algorithm`) in the file's text, when the file sets it.
+pub(super) fn locate(text: &str, path: &str) -> Option<String> {
+    let document = toml::de::DeTable::parse(text).ok()?;
+    let mut span = document.span();
+    let mut value: Option<&toml::de::DeValue<'_>> = None;
+    let mut table = Some(document.get_ref());
+    for segment in path.split('.') {
+        let (key, indexes) = match segment.split_once('[') {
+            Some((key, rest)) => (key, Some(rest)),
+            None => (segment, None),
+        };
+        let (_, found) = table?.iter().find(|(k, _)| k.get_ref().as_ref() == key)?;
+        span = found.span();
+        let mut current = found.get_ref();
+        for index in indexes.into_iter().flat_map(|r| r.split('[')) {
+            let i: usize = index.trim_end_matches(']').parse().ok()?;
+            let toml::de::DeValue::Array(items) = current else {
+                return None;
+            };
+            let item = items.get(i)?;
+            span = item.span();
+            current = item.get_ref();
+        }
+        value = Some(current);
+        table = match current {
+            toml::de::DeValue::Table(t) => Some(t),
+            _ => None,
+        };
+    }
+    value.map(|_| position(text, span.start))
 }
 
 /// Lays `top` over `base`: tables merge key by key, anything else replaces.

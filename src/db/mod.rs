@@ -262,6 +262,16 @@ impl Database {
         }
     }
 
+    /// How many migrations this binary knows that the database has not applied.
+    pub fn pending_migrations(&self) -> Result<usize, DbError> {
+        let mut conn = self.conn()?;
+        match &mut *conn {
+            DbConn::Sqlite(c) => c.pending_migrations(SQLITE_MIGRATIONS).map(|m| m.len()),
+            DbConn::Postgres(c) => c.pending_migrations(POSTGRES_MIGRATIONS).map(|m| m.len()),
+        }
+        .map_err(|e| DbError::Migration(e.to_string()))
+    }
+
     /// True when the database answers and has every migration this binary knows.
     pub fn ready(&self) -> Result<(), DbError> {
         let mut conn = self.conn()?;

@@ -43,11 +43,13 @@ pub struct License {
     pub return_limit: i64,
     /// Overage allowance in percent.
     pub overage_percent: i64,
-    /// JSON array of admin emails.
+    /// JSON array of admin emails (a JSON value in `--json` output).
+    #[serde(serialize_with = "stored_json")]
     pub admins: String,
     /// Federation URL.
     pub federation_url: Option<String>,
-    /// JSON channel ids.
+    /// JSON channel ids (a JSON value in `--json` output).
+    #[serde(serialize_with = "stored_json_opt")]
     pub channel: Option<String>,
     /// Digest of the newest key file.
     pub current_key_file: String,
@@ -63,6 +65,26 @@ pub struct License {
     pub federation_grace: Option<i64>,
     /// The key file's `federation.user_data`: batches carry raw device ids and user names.
     pub federation_user_data: bool,
+}
+
+/// Serializes a column holding JSON text as the JSON value it holds (as text if it is not
+/// JSON, which the import never stores).
+fn stored_json<S: serde::Serializer>(text: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    use serde::Serialize as _;
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(value) => value.serialize(serializer),
+        Err(_) => serializer.serialize_str(text),
+    }
+}
+
+fn stored_json_opt<S: serde::Serializer>(
+    text: &Option<String>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match text {
+        Some(text) => stored_json(text, serializer),
+        None => serializer.serialize_none(),
+    }
 }
 
 /// A stored key file.

@@ -9,6 +9,7 @@
 
 pub mod claims;
 mod codes;
+pub mod enrol;
 pub mod trust;
 
 use base64::Engine as _;

@@ -116,6 +116,11 @@ impl TrustedKeys {
         })
     }
 
+    /// Checks that `pem_bytes` loads as `config`'s key, as [`TrustedKeys::load`] would.
+    pub fn check(config: &TrustedKeyConfig, pem_bytes: &[u8]) -> Result<(), String> {
+        Self::parse(config, pem_bytes).map(drop)
+    }
+
     /// The key for `kid`, if trusted.
     pub fn get(&self, kid: &str) -> Option<&TrustedKey> {
         self.by_kid.get(kid)

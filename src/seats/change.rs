@@ -120,6 +120,7 @@ pub fn return_seat(app: &App, seat_id: &str, auth: &SeatAuth) -> Result<SeatStat
     })?;
     let jti = auth::authorize(app, &seat, auth, ProofAction::Return, None, now)?;
     rules::require_active(&seat)?;
+    rules::check_not_revoked(&license)?;
     let release = Release {
         to: SeatState::Returned,
         actor: "device".to_owned(),

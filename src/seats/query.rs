@@ -12,10 +12,15 @@ use crate::db::models::Seat;
 use crate::db::schema::seats;
 use crate::licenses as license_store;
 
-/// A seat's state, for devices polling for retirement.
+/// A seat's state, for devices polling for retirement or revocation.
 pub fn status(app: &App, seat_id: &str) -> Result<SeatStatus, SeatError> {
     let mut conn = app.db.conn()?;
-    Ok(SeatStatus::from(&find_seat(&mut conn, seat_id)?))
+    let seat = find_seat(&mut conn, seat_id)?;
+    let license = license_store::find(&mut conn, &seat.license_id)?
+        .ok_or_else(|| SeatError::UnknownLicense(seat.license_id.clone()))?;
+    let mut status = SeatStatus::from(&seat);
+    status.state = rules::visible_state(&seat, &license);
+    Ok(status)
 }
 
 /// One active device key, as the key repository returns it.
@@ -43,9 +48,9 @@ pub fn lookup(
     let file = app.verify_presented(key_file)?;
     let mut conn = app.db.conn()?;
     let lic = &file.claims.lic;
-    if license_store::find(&mut conn, lic)?.is_none() {
-        return Err(SeatError::UnknownLicense(lic.clone()));
-    }
+    let license = license_store::find(&mut conn, lic)?
+        .ok_or_else(|| SeatError::UnknownLicense(lic.clone()))?;
+    rules::check_not_revoked(&license)?;
     let rows: Vec<Seat> = seats::table
         .filter(seats::license_id.eq(lic))
         .filter(seats::device_id.eq(device_id))

@@ -133,11 +133,27 @@ pub fn has_free_seat(license: &License) -> bool {
     license.in_use < license.capacity
 }
 
-/// Refuses licenses that are revoked or outside their term.
-pub fn check_usable(license: &License, now: i64) -> Result<(), SeatError> {
+/// Refuses every device request for a revoked license.
+pub fn check_not_revoked(license: &License) -> Result<(), SeatError> {
     if license.status == LicenseStatus::Revoked {
         return Err(SeatError::LicenseRevoked(license.id.clone()));
     }
+    Ok(())
+}
+
+/// What a device sees as its seat's state: an active seat of a revoked license reads
+/// `revoked` (the seat itself stays active, so a reinstatement gives it back).
+pub fn visible_state(seat: &Seat, license: &License) -> SeatState {
+    if seat.state == SeatState::Active && license.status == LicenseStatus::Revoked {
+        SeatState::Revoked
+    } else {
+        seat.state
+    }
+}
+
+/// Refuses licenses that are revoked or outside their term.
+pub fn check_usable(license: &License, now: i64) -> Result<(), SeatError> {
+    check_not_revoked(license)?;
     keyfile::check_term(license.not_before, license.expires_at, now)?;
     Ok(())
 }

@@ -48,6 +48,9 @@ pub enum ApiError {
     /// closed.
     #[error("too many requests in progress from this address")]
     ClientBusy,
+    /// This client address is over its request rate; retry after that many seconds.
+    #[error("too many requests from this address; retry in {0} s")]
+    RateLimited(i64),
 }
 
 impl From<actix_web::error::BlockingError> for ApiError {
@@ -170,7 +173,7 @@ impl ApiError {
             Self::Forbidden(_) => ProblemCode::Forbidden,
             Self::Internal(_) => ProblemCode::InternalError,
             Self::BodyTimeout(_) => ProblemCode::RequestTimeout,
-            Self::ClientBusy => ProblemCode::RateLimited,
+            Self::ClientBusy | Self::RateLimited(_) => ProblemCode::RateLimited,
         }
     }
 
@@ -184,6 +187,7 @@ impl ApiError {
         match self {
             Self::Seat(e) => seat_extras(e, &mut problem),
             Self::ClientBusy => problem.retry_after = Some(BUSY_RETRY_SECS),
+            Self::RateLimited(seconds) => problem.retry_after = Some(*seconds),
             _ => {}
         }
         problem

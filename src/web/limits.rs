@@ -80,8 +80,8 @@ impl Drop for ClientSlot {
 }
 
 /// Middleware: a client address with `max_requests_per_client` requests in progress gets
-/// 429 for the next one, and that connection is closed. Peer IP only: there is no
-/// trusted-proxy support, so behind a reverse proxy every client shares its address.
+/// 429 for the next one, and that connection is closed. The address is the peer's, or the
+/// forwarded one behind a trusted proxy (`rate::client_ip`).
 pub async fn limit_per_client(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -90,7 +90,11 @@ pub async fn limit_per_client(
     let (Some(limits), Some(peer)) = (limits, req.peer_addr()) else {
         return Ok(next.call(req).await?.map_into_left_body());
     };
-    let Some(_slot) = limits.into_inner().acquire(peer.ip()) else {
+    let client = req
+        .app_data::<Data<super::rate::RateLimiter>>()
+        .and_then(|rate| super::rate::client_ip(&req, rate.trusted()))
+        .unwrap_or(peer.ip());
+    let Some(_slot) = limits.into_inner().acquire(client) else {
         // Held so that actix-http closes the connection rather than drain a body (see
         // `body_deadline`).
         let payload = req.take_payload();

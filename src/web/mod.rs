@@ -6,6 +6,7 @@ pub mod errors;
 pub mod health;
 pub mod limits;
 pub mod malformed;
+pub mod rate;
 
 use std::sync::Arc;
 
@@ -135,6 +136,19 @@ pub async fn serve(app: Arc<App>, startup: Startup) -> Result<(), ServeError> {
         body_timeout,
         server_config.max_requests_per_client,
     ));
+    let trusted_proxies = server_config
+        .trusted_proxies
+        .iter()
+        .map(|c| c.parse::<rate::Cidr>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            ServeError::Config(ConfigError::Invalid(format!("server.trusted_proxies: {e}")))
+        })?;
+    let rate = web::Data::new(rate::RateLimiter::new(
+        server_config.rate_limit_per_second,
+        server_config.rate_limit_burst,
+        trusted_proxies,
+    ));
     let metrics_access = web::Data::new(health::MetricsAccess::new(metrics_token));
     let data = web::Data::from(Arc::clone(&app));
     let server = HttpServer::new(move || {
@@ -142,6 +156,8 @@ pub async fn serve(app: Arc<App>, startup: Startup) -> Result<(), ServeError> {
             .app_data(data.clone())
             .app_data(metrics_access.clone())
             .app_data(limits.clone())
+            .app_data(rate.clone())
+            .wrap(actix_web::middleware::from_fn(rate::limit_rate))
             .wrap(actix_web::middleware::from_fn(limits::body_deadline))
             .wrap(actix_web::middleware::from_fn(limits::limit_per_client))
             .wrap(actix_web::middleware::from_fn(access_log::log_request))

@@ -22,7 +22,8 @@ pub const PROVIDER: &str = "provider.test";
 pub const KID: &str = "test-provider-1";
 
 /// Every test client comes from 127.0.0.1, like a fleet behind one NAT: load tests must not
-/// meet the per-client cap (tests/api/hardening.rs sets its own).
+/// meet the per-client cap nor the request rate (tests/api/hardening.rs and ratelimit.rs set
+/// their own).
 const MAX_REQUESTS_PER_CLIENT: usize = 100_000;
 
 /// The database backends every storage test runs against.
@@ -213,7 +214,8 @@ impl TestEnv {
             &config,
             format!(
                 "[server]\nlisten = \"127.0.0.1:0\"\nworkers = 2\n\
-                 max_requests_per_client = {MAX_REQUESTS_PER_CLIENT}\n\n\
+                 max_requests_per_client = {MAX_REQUESTS_PER_CLIENT}\n\
+                 rate_limit_per_second = 0\n\n\
                  [database]\nurl = \"{}\"\npool_size = 8\n\n\
                  [identity]\nkey_file = \"server-key.pem\"\n\n\
                  [[provider.trusted_keys]]\nkid = \"{KID}\"\nprovider = \"{PROVIDER}\"\n\

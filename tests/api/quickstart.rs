@@ -39,7 +39,14 @@ async fn start(dir: &std::path::Path, port: u16) -> (Running, String) {
         .current_dir(dir)
         .env_remove("RUST_LOG")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        // Appended, so each start's lines are kept for the first-screen check.
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("quickstart.log"))
+                .unwrap(),
+        )
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
@@ -136,6 +143,11 @@ async fn quickstart_as_a_new_user_would() {
         }
     }
     drop(child);
+    // A new user's first screen shows no error (it once showed `ERROR r2d2: database is
+    // locked`: a pooled connection opened while the writer switched the new file to WAL).
+    let first_start = std::fs::read_to_string(dir.path().join("quickstart.log")).unwrap();
+    assert!(!first_start.contains("ERROR"), "{first_start}");
+    assert!(!first_start.contains("locked"), "{first_start}");
 
     // Again on the same folder: everything reused.
     let (child, welcome) = start(dir.path(), port).await;
