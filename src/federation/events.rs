@@ -26,12 +26,14 @@ pub struct EventRow {
 }
 
 /// The event type of a change, or `None` for changes the provider does not hear about.
-/// A new kind of change of a license gets its line here (`license.revoked` is the one the
-/// revocation change maps to).
+/// A new kind of change of a license gets its line here. `license.reinstated` is not in
+/// DESIGN §7's list: a provider that saw `license.revoked` must also hear that it was lifted.
 pub fn event_type(kind: ChangeKind) -> Option<&'static str> {
     match kind {
         ChangeKind::LicenseImported
         | ChangeKind::LicenseRenewed
+        | ChangeKind::LicenseRevoked
+        | ChangeKind::LicenseReinstated
         | ChangeKind::SeatActivated
         | ChangeKind::SeatReissued
         | ChangeKind::SeatReturned
