@@ -2,9 +2,11 @@
 //! `--config` (or `./seatkeep.toml`), then `SEATKEEP__SECTION__KEY` environment variables.
 //! Every value is checked once here; the rest of the program trusts it.
 
+mod console;
 mod layers;
 mod notify;
 
+pub use console::ConsoleConfig;
 pub use notify::{NotifyConfig, Secret, SmtpConfig, SmtpSecurity};
 
 use std::net::SocketAddr;
@@ -62,6 +64,8 @@ pub struct Config {
     pub smtp: SmtpConfig,
     /// `[notify]`
     pub notify: NotifyConfig,
+    /// `[console]`
+    pub console: ConsoleConfig,
     /// Folder relative paths resolve against.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -327,6 +331,7 @@ impl Config {
             });
         }
         notify::validate(&self.smtp, &self.notify)?;
+        self.console.validate()?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| {
             ConfigError::Value {
                 key: "log.level",

@@ -6,6 +6,9 @@ mod helpers;
 
 mod activation;
 mod concurrency;
+mod console_browser;
+mod console_http;
+mod console_support;
 mod device_client;
 mod foundation;
 mod hardening;
