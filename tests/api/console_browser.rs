@@ -34,20 +34,35 @@ async fn console_in_a_browser(backend: Backend) {
     b.shot("login").await;
     b.sign_in(&base, "alice", PASSWORD).await;
     assert_eq!(b.path().await, "/console");
-    let in_use = env.db.scalar(&format!("SELECT in_use AS v FROM licenses WHERE id = '{LIC}'"));
+    let in_use = env.db.scalar(&format!(
+        "SELECT in_use AS v FROM licenses WHERE id = '{LIC}'"
+    ));
     assert_eq!(in_use, 3);
     let row = format!("tr[data-license='{LIC}'] .usage");
     assert_eq!(b.text(&row).await, format!("{in_use} / 3"));
-    assert!(b.text(&format!("tr[data-license='{LIC}'] .badges")).await.contains("exhausted"));
+    assert!(
+        b.text(&format!("tr[data-license='{LIC}'] .badges"))
+            .await
+            .contains("exhausted")
+    );
     b.shot("dashboard").await;
 
     // The license page: the same numbers, the hostile name as text, no dialog.
-    b.click(&format!("tr[data-license='{LIC}'] a.license-link")).await;
+    b.click(&format!("tr[data-license='{LIC}'] a.license-link"))
+        .await;
     assert_eq!(b.text("#in-use").await, "3");
     let seats = env.db.count("seats", &format!("license_id = '{LIC}'"));
-    assert_eq!(b.text("#seat-count").await, format!("{seats} matching seats"));
+    assert_eq!(
+        b.text("#seat-count").await,
+        format!("{seats} matching seats")
+    );
     let names: Vec<String> = futures::future::join_all(
-        b.client.find_all(fantoccini::Locator::Css("td.user-name")).await.unwrap().iter().map(|e| e.text()),
+        b.client
+            .find_all(fantoccini::Locator::Css("td.user-name"))
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.text()),
     )
     .await
     .into_iter()
@@ -71,16 +86,28 @@ async fn console_in_a_browser(backend: Backend) {
     assert_eq!(b.text("#seat-state").await, "retired");
     let (status, body) = server.get(&format!("/api/v1/activations/{seat}")).await;
     assert_eq!((status, body["state"].as_str()), (200, Some("retired")));
-    assert_eq!(env.db.scalar(&format!("SELECT in_use AS v FROM licenses WHERE id = '{LIC}'")), 2);
-    assert_eq!(server.activate(&key_file, "dev-4", "Linus").await.0, 201, "the freed seat");
-    b.goto(&format!("{base}/console/audit?action=seat.retired")).await;
+    assert_eq!(
+        env.db.scalar(&format!(
+            "SELECT in_use AS v FROM licenses WHERE id = '{LIC}'"
+        )),
+        2
+    );
+    assert_eq!(
+        server.activate(&key_file, "dev-4", "Linus").await.0,
+        201,
+        "the freed seat"
+    );
+    b.goto(&format!("{base}/console/audit?action=seat.retired"))
+        .await;
     let actor = b.text("#entries td.actor").await;
     assert_eq!(actor, "admin:alice");
     assert!(b.text("#entries td.detail").await.contains("laptop stolen"));
     b.shot("audit").await;
 
     // The hostile name on its seat page: text, no dialog.
-    let xss_seat = env.db.scalar_text("SELECT id AS v FROM seats WHERE device_id = 'dev-3'");
+    let xss_seat = env
+        .db
+        .scalar_text("SELECT id AS v FROM seats WHERE device_id = 'dev-3'");
     b.goto(&format!("{base}/console/seats/{xss_seat}")).await;
     assert_eq!(b.text("#user-name").await, XSS);
     assert!(!b.dialog_open().await);
@@ -99,8 +126,18 @@ async fn console_in_a_browser(backend: Backend) {
         .await
         .unwrap();
     b.click("#preview-import").await;
-    assert!(b.text("#effect").await.contains("3 → 5 seats"), "{}", b.text("#effect").await);
-    assert_eq!(env.db.scalar(&format!("SELECT seats AS v FROM licenses WHERE id = '{LIC}'")), 3, "preview stores nothing");
+    assert!(
+        b.text("#effect").await.contains("3 → 5 seats"),
+        "{}",
+        b.text("#effect").await
+    );
+    assert_eq!(
+        env.db.scalar(&format!(
+            "SELECT seats AS v FROM licenses WHERE id = '{LIC}'"
+        )),
+        3,
+        "preview stores nothing"
+    );
     b.shot("import-preview").await;
     b.click("#confirm-import").await;
     assert_eq!(b.path().await, "/console");
@@ -150,7 +187,10 @@ async fn throttled_then_free(b: &Browser, env: &TestEnv, server: &mut TestServer
         b.sign_in(&server.url, "victor", "wrong password!").await;
         let flash = b.text("#flash").await;
         if attempt < 6 {
-            assert!(flash.contains("Wrong user name or password"), "{attempt}: {flash}");
+            assert!(
+                flash.contains("Wrong user name or password"),
+                "{attempt}: {flash}"
+            );
         } else {
             assert!(flash.contains("Too many failed sign-ins"), "{flash}");
         }

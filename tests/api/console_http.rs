@@ -36,21 +36,46 @@ async fn console_refusals(backend: Backend) {
     let retire = format!("/console/seats/{seat}/retire");
 
     // Security headers on every page; the stylesheet is cacheable.
-    let page = alice.http.get(format!("{}/console", server.url)).header("Cookie", &alice.cookie).send().await.unwrap();
+    let page = alice
+        .http
+        .get(format!("{}/console", server.url))
+        .header("Cookie", &alice.cookie)
+        .send()
+        .await
+        .unwrap();
     let h = page.headers();
-    assert_eq!(h["content-security-policy"], "default-src 'self'; frame-ancestors 'none'");
+    assert_eq!(
+        h["content-security-policy"],
+        "default-src 'self'; frame-ancestors 'none'"
+    );
     assert_eq!(h["x-content-type-options"], "nosniff");
     assert_eq!(h["referrer-policy"], "same-origin");
     assert_eq!(h["cache-control"], "no-store");
-    let css = alice.http.get(format!("{}/console/static/console-1.css", server.url)).send().await.unwrap();
-    assert!(css.headers()["cache-control"].to_str().unwrap().contains("max-age"));
+    let css = alice
+        .http
+        .get(format!("{}/console/static/console-1.css", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        css.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("max-age")
+    );
 
     // CSRF: missing, wrong, another origin, no origin at all.
     let reason = ("reason", "test");
     for (fields, origin) in [
         (vec![reason], Some(server.url.as_str())),
-        (vec![reason, ("csrf", "forged-token")], Some(server.url.as_str())),
-        (vec![reason, ("csrf", alice.csrf.as_str())], Some("http://evil.example")),
+        (
+            vec![reason, ("csrf", "forged-token")],
+            Some(server.url.as_str()),
+        ),
+        (
+            vec![reason, ("csrf", alice.csrf.as_str())],
+            Some("http://evil.example"),
+        ),
         (vec![reason, ("csrf", alice.csrf.as_str())], None),
     ] {
         let (status, body) = alice.post_from(&retire, &fields, origin).await;
@@ -60,39 +85,77 @@ async fn console_refusals(backend: Backend) {
     }
 
     // A viewer replaying the admin's retire (with the viewer's own token): 403.
-    let (status, body) = victor.post(&retire, &[reason, ("csrf", &victor.csrf)]).await;
+    let (status, body) = victor
+        .post(&retire, &[reason, ("csrf", &victor.csrf)])
+        .await;
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("your role (viewer)"), "{body}");
     // An admin forging the owner's actions: 403.
-    let (status, _) = alice.post("/console/admins", &[("csrf", &alice.csrf), ("username", "mallory"), ("role", "owner")]).await;
+    let (status, _) = alice
+        .post(
+            "/console/admins",
+            &[
+                ("csrf", &alice.csrf),
+                ("username", "mallory"),
+                ("role", "owner"),
+            ],
+        )
+        .await;
     assert_eq!(status, 403);
     assert_eq!(alice.get("/console/admins").await.0, 403);
     assert_eq!(victor.get("/console/import").await.0, 403);
     assert_eq!(state(&env), before);
 
     // Bad form fields: an empty or overlong reason, a wrongly typed id or page.
-    let (status, body) = alice.post(&retire, &[("csrf", &alice.csrf), ("reason", "  ")]).await;
+    let (status, body) = alice
+        .post(&retire, &[("csrf", &alice.csrf), ("reason", "  ")])
+        .await;
     assert_eq!(status, 400);
     assert!(body.contains("reason is required"), "{body}");
     let long = "x".repeat(501);
-    let (status, body) = alice.post(&retire, &[("csrf", &alice.csrf), ("reason", &long)]).await;
+    let (status, body) = alice
+        .post(&retire, &[("csrf", &alice.csrf), ("reason", &long)])
+        .await;
     assert_eq!(status, 400);
     assert!(body.contains("longer than 500"), "{body}");
-    let (status, body) = alice.get(&format!("/console/licenses/{LIC}?page=abc")).await;
+    let (status, body) = alice
+        .get(&format!("/console/licenses/{LIC}?page=abc"))
+        .await;
     assert_eq!(status, 400);
     assert!(body.contains("page: a number"), "{body}");
-    assert_eq!(alice.post("/console/notifications/abc/retry", &[("csrf", &alice.csrf)]).await.0, 404);
+    assert_eq!(
+        alice
+            .post("/console/notifications/abc/retry", &[("csrf", &alice.csrf)])
+            .await
+            .0,
+        404
+    );
     assert_eq!(state(&env), before);
 
     // Unknown ids: 404 pages.
-    for path in ["/console/licenses/NO-SUCH", "/console/seats/st_doesnotexist", "/console/no-such-page"] {
+    for path in [
+        "/console/licenses/NO-SUCH",
+        "/console/seats/st_doesnotexist",
+        "/console/no-such-page",
+    ] {
         let (status, body) = alice.get(path).await;
         assert_eq!(status, 404, "{path}");
         assert!(body.contains("<h1>Not Found</h1>"), "{body}");
     }
-    let (status, _) = olga.post("/console/admins/nobody/role", &[("csrf", &olga.csrf), ("role", "viewer")]).await;
+    let (status, _) = olga
+        .post(
+            "/console/admins/nobody/role",
+            &[("csrf", &olga.csrf), ("role", "viewer")],
+        )
+        .await;
     assert_eq!(status, 404);
-    assert_eq!(alice.post("/console/notifications/999/retry", &[("csrf", &alice.csrf)]).await.0, 404);
+    assert_eq!(
+        alice
+            .post("/console/notifications/999/retry", &[("csrf", &alice.csrf)])
+            .await
+            .0,
+        404
+    );
 
     // Uploads: 10 MiB, garbage, not UTF-8, bound to another server, stale.
     let (status, body) = alice.upload(&vec![b'a'; 10 * 1024 * 1024]).await;
@@ -114,25 +177,53 @@ async fn console_refusals(backend: Backend) {
     assert_eq!(status, 400);
     assert!(body.contains("stale key file"), "{body}");
     // Confirm re-verifies: a tampered file sent back is refused.
-    let (status, body) = alice.post("/console/import/confirm", &[("csrf", &alice.csrf), ("key_file", "bm90IGEga2V5IGZpbGU")]).await;
+    let (status, body) = alice
+        .post(
+            "/console/import/confirm",
+            &[("csrf", &alice.csrf), ("key_file", "bm90IGEga2V5IGZpbGU")],
+        )
+        .await;
     assert_eq!(status, 400);
     assert!(body.contains("Refused"), "{body}");
     assert_eq!(state(&env), before);
 
     // The last owner stays; short passwords are refused.
-    let (status, body) = olga.post("/console/admins/olga/remove", &[("csrf", &olga.csrf)]).await;
+    let (status, body) = olga
+        .post("/console/admins/olga/remove", &[("csrf", &olga.csrf)])
+        .await;
     assert_eq!(status, 400);
     assert!(body.contains("last owner"), "{body}");
-    let (status, body) = olga.post("/console/admins/olga/role", &[("csrf", &olga.csrf), ("role", "admin")]).await;
+    let (status, body) = olga
+        .post(
+            "/console/admins/olga/role",
+            &[("csrf", &olga.csrf), ("role", "admin")],
+        )
+        .await;
     assert_eq!(status, 400);
     assert!(body.contains("last owner"), "{body}");
     let (status, body) = alice
-        .post("/console/account/password", &[("csrf", &alice.csrf), ("current", crate::console_support::PASSWORD), ("new", "short"), ("again", "short")])
+        .post(
+            "/console/account/password",
+            &[
+                ("csrf", &alice.csrf),
+                ("current", crate::console_support::PASSWORD),
+                ("new", "short"),
+                ("again", "short"),
+            ],
+        )
         .await;
     assert_eq!(status, 400);
     assert!(body.contains("at least 12 characters"), "{body}");
     let (status, body) = alice
-        .post("/console/account/password", &[("csrf", &alice.csrf), ("current", "not my password"), ("new", "a long new password"), ("again", "a long new password")])
+        .post(
+            "/console/account/password",
+            &[
+                ("csrf", &alice.csrf),
+                ("current", "not my password"),
+                ("new", "a long new password"),
+                ("again", "a long new password"),
+            ],
+        )
         .await;
     assert_eq!(status, 400);
     assert!(body.contains("current password is wrong"), "{body}");
@@ -140,14 +231,27 @@ async fn console_refusals(backend: Backend) {
 
     // The owner's actions work and are audited as admin:olga; a password change ends the
     // admin's sessions.
-    let (status, body) = olga.post("/console/admins", &[("csrf", &olga.csrf), ("username", "newbie"), ("role", "viewer")]).await;
+    let (status, body) = olga
+        .post(
+            "/console/admins",
+            &[
+                ("csrf", &olga.csrf),
+                ("username", "newbie"),
+                ("role", "viewer"),
+            ],
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("Password of newbie (shown once"), "{body}");
-    let (status, _) = olga.post("/console/admins/alice/password", &[("csrf", &olga.csrf)]).await;
+    let (status, _) = olga
+        .post("/console/admins/alice/password", &[("csrf", &olga.csrf)])
+        .await;
     assert_eq!(status, 200);
     assert_eq!(alice.get("/console").await.0, 303, "alice's session ended");
     assert_eq!(env.db.count("audit_log", "actor = 'admin:olga'"), 2);
-    let (status, _) = olga.post("/console/admins/newbie/remove", &[("csrf", &olga.csrf)]).await;
+    let (status, _) = olga
+        .post("/console/admins/newbie/remove", &[("csrf", &olga.csrf)])
+        .await;
     assert_eq!(status, 303);
     assert_eq!(env.db.count("admins", "username = 'newbie'"), 0);
 }

@@ -2,8 +2,8 @@
 //! codes), and a real headless Chromium driven over WebDriver (chromedriver on a free
 //! loopback port) with screenshots into the test output folder.
 
-use std::path::PathBuf;
 use std::os::unix::process::CommandExt as _;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -17,11 +17,23 @@ pub const PASSWORD: &str = "correct horse battery";
 /// Creates an admin with [`PASSWORD`].
 pub fn add_admin(env: &TestEnv, name: &str, role: &str) {
     let out = Command::new(BIN)
-        .args(["--config", env.config.to_str().unwrap(), "admin", "add", name, "--role", role])
+        .args([
+            "--config",
+            env.config.to_str().unwrap(),
+            "admin",
+            "add",
+            name,
+            "--role",
+            role,
+        ])
         .env("SEATKEEP_ADMIN_PASSWORD", PASSWORD)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A signed-in plain HTTP client: its cookie and CSRF token.
@@ -43,7 +55,10 @@ pub fn plain_client() -> reqwest::Client {
 
 /// The CSRF token in a page.
 pub fn csrf_in(html: &str) -> String {
-    let start = html.find("name=\"csrf\" value=\"").expect("page has a CSRF field") + 19;
+    let start = html
+        .find("name=\"csrf\" value=\"")
+        .expect("page has a CSRF field")
+        + 19;
     html[start..].split('"').next().unwrap().to_owned()
 }
 
@@ -138,7 +153,10 @@ impl HttpSession {
             .post(format!("{}/console/import/preview", self.base))
             .header("Cookie", &self.cookie)
             .header("Origin", &self.base)
-            .header("Content-Type", format!("multipart/form-data; boundary={boundary}"))
+            .header(
+                "Content-Type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
             .body(body)
             .send()
             .await
@@ -176,31 +194,43 @@ pub async fn browser(label: &str) -> Option<Browser> {
         .port();
     // Its own process group, so the browsers it starts go with it (see Drop).
     let driver = Command::new(driver_bin)
-        .args([format!("--port={port}"), "--allowed-ips=127.0.0.1".to_owned()])
+        .args([
+            format!("--port={port}"),
+            "--allowed-ips=127.0.0.1".to_owned(),
+        ])
         .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("start chromedriver");
-    let caps: serde_json::Map<String, serde_json::Value> = serde_json::from_value(serde_json::json!({
-        "goog:chromeOptions": {
-            "binary": chromium,
-            "args": ["--headless=new", "--no-sandbox", "--disable-background-networking",
-                     "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"],
-        }
-    }))
-    .unwrap();
+    let caps: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_value(serde_json::json!({
+            "goog:chromeOptions": {
+                "binary": chromium,
+                "args": ["--headless=new", "--no-sandbox", "--disable-background-networking",
+                         "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"],
+            }
+        }))
+        .unwrap();
     let url = format!("http://127.0.0.1:{port}");
     let mut last_error = String::new();
     for _ in 0..100 {
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        match ClientBuilder::new(connector).capabilities(caps.clone()).connect(&url).await {
+        match ClientBuilder::new(connector)
+            .capabilities(caps.clone())
+            .connect(&url)
+            .await
+        {
             Ok(client) => {
                 let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
                     .join("console-screenshots")
                     .join(label);
                 std::fs::create_dir_all(&shots).unwrap();
-                return Some(Browser { client, driver, shots });
+                return Some(Browser {
+                    client,
+                    driver,
+                    shots,
+                });
             }
             Err(e) => last_error = e.to_string(),
         }
@@ -215,11 +245,22 @@ impl Browser {
     }
 
     pub async fn text(&self, css: &str) -> String {
-        self.client.find(Locator::Css(css)).await.unwrap().text().await.unwrap()
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     }
 
     pub async fn exists(&self, css: &str) -> bool {
-        !self.client.find_all(Locator::Css(css)).await.unwrap().is_empty()
+        !self
+            .client
+            .find_all(Locator::Css(css))
+            .await
+            .unwrap()
+            .is_empty()
     }
 
     pub async fn fill(&self, css: &str, value: &str) {
@@ -229,7 +270,13 @@ impl Browser {
     }
 
     pub async fn click(&self, css: &str) {
-        self.client.find(Locator::Css(css)).await.unwrap().click().await.unwrap();
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
     }
 
     pub async fn path(&self) -> String {

@@ -69,9 +69,15 @@ pub async fn run(addr: SocketAddr, cookie: &str, lic: &str, seats: u32) -> Resul
     let late = (seats / 50).max(1);
     let cases = [
         ("first page", format!("/console/licenses/{lic}")),
-        ("search", format!("/console/licenses/{lic}?q=bench-new-4242")),
+        (
+            "search",
+            format!("/console/licenses/{lic}?q=bench-new-4242"),
+        ),
         ("late page", format!("/console/licenses/{lic}?page={late}")),
-        ("late page by user, desc", format!("/console/licenses/{lic}?sort=user&dir=desc&page={late}")),
+        (
+            "late page by user, desc",
+            format!("/console/licenses/{lic}?sort=user&dir=desc&page={late}"),
+        ),
     ];
     let mut connection = Connection::open(addr).await?;
     let mut out = Vec::new();
@@ -87,7 +93,10 @@ pub async fn run(addr: SocketAddr, cookie: &str, lic: &str, seats: u32) -> Resul
             let response = connection.send(&request).await?;
             let elapsed = start.elapsed().as_secs_f64() * 1000.0;
             if response.status != 200 {
-                return Err(BenchError::new(format!("{path}: status {}", response.status)));
+                return Err(BenchError::new(format!(
+                    "{path}: status {}",
+                    response.status
+                )));
             }
             bytes = response.body.len();
             if round > 0 {
