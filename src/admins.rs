@@ -6,7 +6,7 @@ use diesel::prelude::*;
 
 use crate::app::App;
 use crate::db::models::Admin;
-use crate::db::schema::admins;
+use crate::db::schema::{admins, console_sessions};
 use crate::db::{Database, DbError, is_unique_violation};
 use crate::journal::{self, Change, ChangeKind};
 
@@ -25,6 +25,27 @@ pub enum Role {
 }
 
 impl Role {
+    /// Every role, strongest first.
+    pub const ALL: [Role; 3] = [Self::Owner, Self::Admin, Self::Viewer];
+
+    /// The role stored as `text`.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == text)
+    }
+
+    /// True when this role may do what `needed` may.
+    pub fn includes(self, needed: Role) -> bool {
+        self.rank() >= needed.rank()
+    }
+
+    fn rank(self) -> u8 {
+        match self {
+            Self::Owner => 2,
+            Self::Admin => 1,
+            Self::Viewer => 0,
+        }
+    }
+
     /// Stored value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -46,6 +67,8 @@ pub enum AdminError {
     BadName,
     #[error("password must be at least {MIN_PASSWORD_LEN} characters")]
     WeakPassword,
+    #[error("'{0}' is the last owner: make another admin owner first")]
+    LastOwner(String),
     #[error("password hashing failed: {0}")]
     Hash(String),
     #[error(transparent)]
@@ -61,6 +84,7 @@ impl AdminError {
             Self::Exists(_) => "admin_exists",
             Self::Unknown(_) => "unknown_admin",
             Self::BadName | Self::WeakPassword => "invalid_request",
+            Self::LastOwner(_) => "last_owner",
             Self::Hash(_) => "internal_error",
             Self::Db(e) => e.code().as_str(),
         }
@@ -169,6 +193,7 @@ pub fn set_password(
         if changed == 0 {
             return Err(AdminError::Unknown(username));
         }
+        end_sessions(conn, &username)?;
         journal::record(
             conn,
             &Change {
@@ -198,4 +223,101 @@ pub fn find(db: &Database, username: &str) -> Result<Option<Admin>, AdminError> 
         .select(Admin::as_select())
         .get_result(&mut *conn)
         .optional()?)
+}
+
+/// Every admin, by name.
+pub fn list(db: &Database) -> Result<Vec<Admin>, AdminError> {
+    let mut conn = db.conn()?;
+    Ok(admins::table
+        .order(admins::username)
+        .select(Admin::as_select())
+        .load(&mut *conn)?)
+}
+
+/// Gives an admin another role. The last owner keeps theirs.
+pub fn set_role(app: &App, username: &str, role: Role, actor: &str) -> Result<(), AdminError> {
+    let now = app.clock.now();
+    let (username, actor) = (username.to_owned(), actor.to_owned());
+    app.db.write(&format!("admin:{username}"), move |conn| {
+        let current = role_of(conn, &username)?;
+        if current == Role::Owner && role != Role::Owner {
+            guard_last_owner(conn, &username)?;
+        }
+        diesel::update(admins::table.filter(admins::username.eq(&username)))
+            .set((admins::role.eq(role.as_str()), admins::updated_at.eq(now)))
+            .execute(conn)?;
+        journal::record(
+            conn,
+            &Change {
+                at: now,
+                actor: &actor,
+                kind: ChangeKind::AdminRoleChanged,
+                license: None,
+                seat: None,
+                detail: serde_json::json!({
+                    "admin": username, "from": current.as_str(), "role": role.as_str(),
+                }),
+            },
+        )?;
+        Ok(())
+    })
+}
+
+/// Removes an admin account and ends its sessions. The last owner stays.
+pub fn remove(app: &App, username: &str, actor: &str) -> Result<(), AdminError> {
+    let now = app.clock.now();
+    let (username, actor) = (username.to_owned(), actor.to_owned());
+    app.db.write(&format!("admin:{username}"), move |conn| {
+        if role_of(conn, &username)? == Role::Owner {
+            guard_last_owner(conn, &username)?;
+        }
+        end_sessions(conn, &username)?;
+        diesel::delete(admins::table.filter(admins::username.eq(&username))).execute(conn)?;
+        journal::record(
+            conn,
+            &Change {
+                at: now,
+                actor: &actor,
+                kind: ChangeKind::AdminRemoved,
+                license: None,
+                seat: None,
+                detail: serde_json::json!({"admin": username}),
+            },
+        )?;
+        Ok(())
+    })
+}
+
+fn role_of(conn: &mut crate::db::DbConn, username: &str) -> Result<Role, AdminError> {
+    let stored: Option<String> = admins::table
+        .filter(admins::username.eq(username))
+        .select(admins::role)
+        .get_result(conn)
+        .optional()?;
+    stored
+        .as_deref()
+        .and_then(Role::parse)
+        .ok_or_else(|| AdminError::Unknown(username.to_owned()))
+}
+
+/// Refuses when `username` is the only owner (checked in the change's own transaction).
+fn guard_last_owner(conn: &mut crate::db::DbConn, username: &str) -> Result<(), AdminError> {
+    let owners: i64 = admins::table
+        .filter(admins::role.eq(Role::Owner.as_str()))
+        .count()
+        .get_result(conn)?;
+    if owners <= 1 {
+        return Err(AdminError::LastOwner(username.to_owned()));
+    }
+    Ok(())
+}
+
+/// Deletes every console session of an admin (password changed, account removed).
+fn end_sessions(conn: &mut crate::db::DbConn, username: &str) -> Result<(), AdminError> {
+    let ids = admins::table
+        .filter(admins::username.eq(username))
+        .select(admins::id);
+    diesel::delete(console_sessions::table.filter(console_sessions::admin_id.eq_any(ids)))
+        .execute(conn)?;
+    Ok(())
 }

@@ -36,3 +36,94 @@ pub fn for_license(
         .select(AuditEntry::as_select())
         .load(conn)
 }
+
+/// Which audit rows to read: every field optional, all given ones must match.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub license: Option<String>,
+    /// Exact action, e.g. `seat.retired`.
+    pub action: Option<String>,
+    /// Exact actor, e.g. `admin:alice`.
+    pub actor: Option<String>,
+    /// At or after (unix seconds).
+    pub from: Option<i64>,
+    /// Before (unix seconds).
+    pub until: Option<i64>,
+    /// Only rows with a smaller id (keyset pagination, newest first).
+    pub before_id: Option<i64>,
+}
+
+/// Audit rows matching `filter`, newest first, at most `limit`.
+pub fn search(conn: &mut DbConn, filter: &AuditFilter, limit: i64) -> QueryResult<Vec<AuditEntry>> {
+    let mut query = audit_log::table
+        .select(AuditEntry::as_select())
+        .order(audit_log::id.desc())
+        .limit(limit)
+        .into_boxed();
+    if let Some(lic) = &filter.license {
+        query = query.filter(audit_log::license_id.eq(lic.clone()));
+    }
+    if let Some(action) = &filter.action {
+        query = query.filter(audit_log::action.eq(action.clone()));
+    }
+    if let Some(actor) = &filter.actor {
+        query = query.filter(audit_log::actor.eq(actor.clone()));
+    }
+    if let Some(from) = filter.from {
+        query = query.filter(audit_log::at.ge(from));
+    }
+    if let Some(until) = filter.until {
+        query = query.filter(audit_log::at.lt(until));
+    }
+    if let Some(before) = filter.before_id {
+        query = query.filter(audit_log::id.lt(before));
+    }
+    query.load(conn)
+}
+
+/// A seat's whole history, oldest first (at most `limit` rows).
+pub fn for_seat(conn: &mut DbConn, seat_id: &str, limit: i64) -> QueryResult<Vec<AuditEntry>> {
+    audit_log::table
+        .filter(audit_log::seat_id.eq(seat_id))
+        .order(audit_log::id.asc())
+        .limit(limit)
+        .select(AuditEntry::as_select())
+        .load(conn)
+}
+
+/// Seats taken and freed on one day (from the audit log).
+#[derive(Debug, Clone, QueryableByName)]
+pub struct DayMoves {
+    /// Day number (unix seconds / 86,400).
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub day: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub taken: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub freed: i64,
+}
+
+/// Per day since `since`: seats taken (activations) and freed (returns, retirements) of a
+/// license, counted in the database over the `(license_id, action, at)` index.
+pub fn seat_moves_by_day(
+    conn: &mut DbConn,
+    license_id: &str,
+    since: i64,
+) -> QueryResult<Vec<DayMoves>> {
+    use diesel::sql_types::{BigInt, Text};
+    // Written once with `$n` placeholders: SQLite numbers `$NAME` parameters in order of
+    // first appearance, PostgreSQL by the number.
+    diesel::sql_query(
+        "SELECT at / 86400 AS day, \
+           SUM(CASE WHEN action = $1 THEN 1 ELSE 0 END) AS taken, \
+           SUM(CASE WHEN action <> $1 THEN 1 ELSE 0 END) AS freed \
+         FROM audit_log WHERE license_id = $2 AND at >= $3 AND action IN ($1, $4, $5) \
+         GROUP BY at / 86400 ORDER BY 1",
+    )
+    .bind::<Text, _>(ChangeKind::SeatActivated.as_str())
+    .bind::<Text, _>(license_id)
+    .bind::<BigInt, _>(since)
+    .bind::<Text, _>(ChangeKind::SeatReturned.as_str())
+    .bind::<Text, _>(ChangeKind::SeatRetired.as_str())
+    .load(conn)
+}

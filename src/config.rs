@@ -2,10 +2,12 @@
 //! `--config` (or `./seatkeep.toml`), then `SEATKEEP__SECTION__KEY` environment variables.
 //! Every value is checked once here; the rest of the program trusts it.
 
+mod console;
 mod federation;
 mod layers;
 mod notify;
 
+pub use console::ConsoleConfig;
 pub use federation::FederationConfig;
 pub use notify::{NotifyConfig, Secret, SmtpConfig, SmtpSecurity};
 
@@ -85,6 +87,8 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// `[federation]`
     pub federation: FederationConfig,
+    /// `[console]`
+    pub console: ConsoleConfig,
     /// Folder relative paths resolve against.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -365,6 +369,7 @@ impl Config {
         }
         notify::validate(&self.smtp, &self.notify)?;
         federation::validate(&self.federation)?;
+        self.console.validate()?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| {
             ConfigError::Value {
                 key: "log.level",

@@ -44,6 +44,12 @@ pub enum ChangeKind {
     AdminAdded,
     /// An admin's password changed.
     AdminPasswordChanged,
+    /// An admin's role changed.
+    AdminRoleChanged,
+    /// An admin account was removed.
+    AdminRemoved,
+    /// An unsent email was made due now.
+    NotificationRetried,
 }
 
 impl ChangeKind {
@@ -60,6 +66,9 @@ impl ChangeKind {
             Self::SeatRetired => "seat.retired",
             Self::AdminAdded => "admin.added",
             Self::AdminPasswordChanged => "admin.password_changed",
+            Self::AdminRoleChanged => "admin.role_changed",
+            Self::AdminRemoved => "admin.removed",
+            Self::NotificationRetried => "notification.retried",
         }
     }
 }

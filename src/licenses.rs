@@ -185,19 +185,8 @@ impl LicenseTerms {
 /// license, a renewal, or nothing when the very same file was imported before. The file,
 /// the license and the audit row commit together.
 pub fn import_key_file(app: &App, raw: &[u8], actor: &str) -> Result<ImportReport, ImportError> {
-    let file = keyfile::verify(raw, &app.trusted, &app.binding)?;
     let now = app.clock.now();
-    keyfile::check_term(file.claims.nbf, file.claims.exp, now)?;
-    // The device crate checks the shape; the mailbox parser that will address the emails
-    // has the last word, before anything is stored.
-    if let Some(bad) = file
-        .claims
-        .admins
-        .iter()
-        .find(|a| crate::notify::parse_mailbox(a).is_err())
-    {
-        return Err(ImportError::BadAdmin(bad.clone()));
-    }
+    let file = verify_for_import(app, raw, now)?;
     // verify() accepted the bytes as UTF-8 text.
     let raw_text = String::from_utf8_lossy(raw).into_owned();
     let lic = file.claims.lic.clone();
@@ -217,6 +206,82 @@ pub fn import_key_file(app: &App, raw: &[u8], actor: &str) -> Result<ImportRepor
         }
         other => other,
     }
+}
+
+/// Every check an import makes before touching the database: signature, claims, server
+/// binding, term, and the admins' mailboxes.
+fn verify_for_import(app: &App, raw: &[u8], now: i64) -> Result<VerifiedKeyFile, ImportError> {
+    let file = keyfile::verify(raw, &app.trusted, &app.binding)?;
+    keyfile::check_term(file.claims.nbf, file.claims.exp, now)?;
+    // The device crate checks the shape; the mailbox parser that will address the emails
+    // has the last word, before anything is stored.
+    if let Some(bad) = file
+        .claims
+        .admins
+        .iter()
+        .find(|a| crate::notify::parse_mailbox(a).is_err())
+    {
+        return Err(ImportError::BadAdmin(bad.clone()));
+    }
+    Ok(file)
+}
+
+/// What importing a key file would do, found without writing anything.
+#[derive(Debug, Clone)]
+pub struct ImportPreview {
+    pub outcome: ImportOutcome,
+    /// The verified claims of the file.
+    pub claims: KeyFileClaims,
+    /// Seats bought before, for a renewal.
+    pub previous_seats: Option<i64>,
+    /// Seats in use now (0 for a new license).
+    pub in_use: i64,
+}
+
+/// Runs every check of [`import_key_file`] and says what it would do; stores nothing. An
+/// import refused now (stale, incompatible) is the same error here. The import itself checks
+/// everything again, so a preview is never trusted.
+pub fn preview(app: &App, raw: &[u8]) -> Result<ImportPreview, ImportError> {
+    let file = verify_for_import(app, raw, app.clock.now())?;
+    let mut conn = app.db.conn()?;
+    let claims = file.claims;
+    let existing = find(&mut conn, &claims.lic)?;
+    let already_stored = key_files::table
+        .find(&file.digest)
+        .select(key_files::license_id)
+        .get_result::<String>(&mut *conn)
+        .optional()?
+        .is_some();
+    let outcome = match &existing {
+        Some(_) if already_stored => ImportOutcome::Unchanged,
+        Some(license) if claims.seq <= license.seq => {
+            return Err(ImportError::Stale {
+                lic: claims.lic.clone(),
+                seq: claims.seq,
+                current: license.seq,
+            });
+        }
+        Some(license) => {
+            check_compatible(license, &claims)?;
+            ImportOutcome::Renewed
+        }
+        None => ImportOutcome::Imported,
+    };
+    Ok(ImportPreview {
+        outcome,
+        previous_seats: existing.as_ref().map(|l| l.seats),
+        in_use: existing.as_ref().map_or(0, |l| l.in_use),
+        claims,
+    })
+}
+
+/// A license's key files, newest first.
+pub fn history(conn: &mut DbConn, lic: &str) -> QueryResult<Vec<KeyFileRow>> {
+    key_files::table
+        .filter(key_files::license_id.eq(lic))
+        .order((key_files::seq.desc(), key_files::imported_at.desc()))
+        .select(KeyFileRow::as_select())
+        .load(conn)
 }
 
 fn store(

@@ -114,10 +114,7 @@ fn list(global: &Global, filter: Filter) -> Result<(), CliError> {
 
 fn retry(global: &Global, id: i64) -> Result<(), CliError> {
     let app = global.migrated_app()?;
-    let now = app.clock.now();
-    let done = app
-        .db
-        .write("~notifications", move |conn| outbox::retry(conn, id, now))?;
+    let done = outbox::retry_now(&app, id, "cli")?;
     if !done {
         return Err(CliError::Usage(format!("no unsent notification {id}")));
     }

@@ -169,6 +169,7 @@ fn print_welcome(
     println!("Seatkeep quickstart — everything lives in {dir}");
     println!("  server id    {}", app.identity.id());
     println!("  server       {url}  (health: {url}/healthz, API: {url}/api/v1/openapi.json)");
+    println!("  console      {url}/console");
     match outcome {
         ImportOutcome::Imported => println!(
             "  license      {DEMO_LICENSE}: WordSmith, 5 seats (imported {})",
@@ -180,7 +181,9 @@ fn print_welcome(
         ),
     }
     match password {
-        Some(p) => println!("  admin        user '{DEMO_ADMIN}', password (shown once): {p}"),
+        Some(p) => println!(
+            "  admin        sign in to {url}/console as '{DEMO_ADMIN}' with password (shown once): {p}"
+        ),
         None => println!(
             "  admin        reused (reset with: seatkeep --config {} admin passwd {DEMO_ADMIN})",
             layout.config.display()

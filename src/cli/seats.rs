@@ -29,6 +29,9 @@ enum SeatsCommand {
     Retire {
         /// Seat id.
         seat: String,
+        /// Why (recorded in the audit log).
+        #[arg(long, default_value = "")]
+        reason: String,
     },
 }
 
@@ -39,7 +42,7 @@ impl Run for Seats {
             SeatsCommand::List { license, search } => {
                 list(&app, &license, search.as_deref(), global.json)
             }
-            SeatsCommand::Retire { seat } => retire(&app, &seat, global.json),
+            SeatsCommand::Retire { seat, reason } => retire(&app, &seat, &reason, global.json),
         }
     }
 }
@@ -70,8 +73,14 @@ fn list(app: &App, lic: &str, search: Option<&str>, json: bool) -> Result<(), Cl
     Ok(())
 }
 
-fn retire(app: &App, seat: &str, json: bool) -> Result<(), CliError> {
-    let status = seats::retire(app, seat, "cli")?;
+fn retire(app: &App, seat: &str, reason: &str, json: bool) -> Result<(), CliError> {
+    if reason.chars().count() > crate::seats::rules::MAX_REASON_CHARS {
+        return Err(CliError::Usage(format!(
+            "--reason: at most {} characters",
+            crate::seats::rules::MAX_REASON_CHARS
+        )));
+    }
+    let status = seats::retire(app, seat, "cli", reason)?;
     if json {
         return print_json(&status);
     }

@@ -87,3 +87,17 @@ pub fn totals(conn: &mut DbConn) -> Result<Vec<(String, i64)>, DbError> {
     }
     Ok(totals)
 }
+
+/// A license's refusals per hour bucket from the one holding `since` on, oldest first.
+pub fn per_bucket_since(
+    conn: &mut DbConn,
+    license_id: &str,
+    since: i64,
+) -> Result<Vec<(i64, i64)>, DbError> {
+    Ok(refusal_counts::table
+        .filter(refusal_counts::license_id.eq(license_id))
+        .filter(refusal_counts::bucket.ge(bucket_of(since)))
+        .order(refusal_counts::bucket)
+        .select((refusal_counts::bucket, refusal_counts::refused))
+        .load(conn)?)
+}

@@ -178,12 +178,34 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Console sessions: the sha256 of the cookie value, never the value itself.
+    console_sessions (id_hash) {
+        id_hash -> Text,
+        admin_id -> Text,
+        csrf_token -> Text,
+        created_at -> BigInt,
+        last_seen -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// Failed console logins, counted per user name and client address (throttling).
+    login_failures (id) {
+        id -> BigInt,
+        username -> Text,
+        client -> Text,
+        at -> BigInt,
+    }
+}
+
 diesel::joinable!(key_files -> licenses (license_id));
 diesel::joinable!(seats -> licenses (license_id));
 diesel::joinable!(refusal_counts -> licenses (license_id));
 diesel::joinable!(device_proofs -> seats (seat_id));
 diesel::joinable!(federation_events -> licenses (license_id));
 diesel::joinable!(federation_state -> licenses (license_id));
+diesel::joinable!(console_sessions -> admins (admin_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     licenses,
@@ -197,4 +219,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     notifications,
     federation_events,
     federation_state,
+    console_sessions,
+    login_failures,
 );

@@ -177,6 +177,30 @@ pub fn retry(conn: &mut DbConn, id: i64, now: i64) -> Result<bool, DbError> {
     Ok(changed == 1)
 }
 
+/// Makes an unsent notification due now (`notify retry`, the console's retry button),
+/// journalled with `actor`. Returns false when no unsent row has this id.
+pub fn retry_now(app: &crate::app::App, id: i64, actor: &str) -> Result<bool, DbError> {
+    let now = app.clock.now();
+    let actor = actor.to_owned();
+    app.db.write("~notifications", move |conn| {
+        if !retry(conn, id, now)? {
+            return Ok(false);
+        }
+        crate::journal::record(
+            conn,
+            &crate::journal::Change {
+                at: now,
+                actor: &actor,
+                kind: crate::journal::ChangeKind::NotificationRetried,
+                license: None,
+                seat: None,
+                detail: serde_json::json!({"notification": id}),
+            },
+        )?;
+        Ok(true)
+    })
+}
+
 /// The outbox in numbers, for metrics.
 #[derive(Debug, Clone, Default)]
 pub struct Stats {

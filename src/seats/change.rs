@@ -124,6 +124,7 @@ pub fn return_seat(app: &App, seat_id: &str, auth: &SeatAuth) -> Result<SeatStat
     let release = Release {
         to: SeatState::Returned,
         actor: "device".to_owned(),
+        reason: None,
         return_limit: Some(license.return_limit),
         proof_jti: jti,
         now,
@@ -131,8 +132,14 @@ pub fn return_seat(app: &App, seat_id: &str, auth: &SeatAuth) -> Result<SeatStat
     release_seat(app, seat, release)
 }
 
-/// An admin frees a seat. `actor` names the admin for the audit log.
-pub fn retire(app: &App, seat_id: &str, actor: &str) -> Result<SeatStatus, SeatError> {
+/// An admin frees a seat. `actor` names the admin and `reason` (may be empty) says why, for
+/// the audit log.
+pub fn retire(
+    app: &App,
+    seat_id: &str,
+    actor: &str,
+    reason: &str,
+) -> Result<SeatStatus, SeatError> {
     let seat = txn::read(app, |conn| {
         let seat = txn::find_seat(conn, seat_id)?;
         rules::require_active(&seat)?;
@@ -141,6 +148,7 @@ pub fn retire(app: &App, seat_id: &str, actor: &str) -> Result<SeatStatus, SeatE
     let release = Release {
         to: SeatState::Retired,
         actor: actor.to_owned(),
+        reason: Some(reason.to_owned()).filter(|r| !r.is_empty()),
         return_limit: None,
         proof_jti: None,
         now: app.clock.now(),
@@ -153,6 +161,8 @@ struct Release {
     /// `Returned` or `Retired`.
     to: SeatState,
     actor: String,
+    /// Why an admin retired it.
+    reason: Option<String>,
     /// Returns allowed per 365 days, for a return.
     return_limit: Option<i64>,
     /// The device proof that asked for it, spent in the same transaction.
@@ -237,10 +247,14 @@ fn free(conn: &mut DbConn, seat: &Seat, release: &Release) -> Result<Seat, SeatE
             kind,
             license: Some(&seat.license_id),
             seat: Some(&seat.id),
-            detail: serde_json::json!({
-                "device_id": seat.device_id,
-                "user_name": seat.user_name,
-            }),
+            detail: match &release.reason {
+                Some(reason) => serde_json::json!({
+                    "device_id": seat.device_id, "user_name": seat.user_name, "reason": reason,
+                }),
+                None => serde_json::json!({
+                    "device_id": seat.device_id, "user_name": seat.user_name,
+                }),
+            },
         },
         Recorded {
             seq,

@@ -16,7 +16,7 @@ mod txn;
 
 pub use activate::activate;
 pub use change::{reissue, retire, return_seat};
-pub use query::{StoredKey, list, lookup, status};
+pub use query::{SeatPageQuery, SeatSort, StoredKey, find, list, lookup, page, status};
 pub use rules::{
     LIMIT_WINDOW_SECS, LicenseStatus, MAX_DEVICE_ID, MAX_DEVICE_INFO, MAX_USER_NAME, SeatState,
     validate_device_id, validate_user_name,

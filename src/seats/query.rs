@@ -78,12 +78,7 @@ pub fn list(conn: &mut DbConn, lic: &str, search: Option<&str>) -> QueryResult<V
         .order((seats::state, seats::device_id))
         .into_boxed();
     if let Some(text) = search.filter(|t| !t.is_empty()) {
-        let pattern = format!(
-            "%{}%",
-            text.replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        );
+        let pattern = like_pattern(text);
         query = query.filter(
             seats::device_id
                 .like(pattern.clone())
@@ -92,4 +87,85 @@ pub fn list(conn: &mut DbConn, lic: &str, search: Option<&str>) -> QueryResult<V
         );
     }
     query.load(conn)
+}
+
+/// How the console lists a license's seats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeatSort {
+    DeviceId,
+    UserName,
+    ActivatedAt,
+}
+
+/// A page of a license's seats: search, state filter, sort, offset.
+#[derive(Debug, Clone)]
+pub struct SeatPageQuery<'a> {
+    /// Substring of the device id or user name.
+    pub search: Option<&'a str>,
+    pub state: Option<SeatState>,
+    pub sort: SeatSort,
+    pub descending: bool,
+    pub offset: i64,
+    pub limit: i64,
+}
+
+fn like_pattern(text: &str) -> String {
+    format!(
+        "%{}%",
+        text.replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    )
+}
+
+/// Applies the page query's filters to a query on one license's seats (written once for
+/// the rows and the count, whose select clauses differ).
+macro_rules! filtered {
+    ($query:expr, $lic:expr, $q:expr) => {{
+        let mut query = $query.filter(seats::license_id.eq($lic)).into_boxed();
+        if let Some(state) = $q.state {
+            query = query.filter(seats::state.eq(state.as_str()));
+        }
+        if let Some(text) = $q.search.filter(|t| !t.is_empty()) {
+            let pattern = like_pattern(text);
+            query = query.filter(
+                seats::device_id
+                    .like(pattern.clone())
+                    .escape('\\')
+                    .or(seats::user_name.like(pattern).escape('\\')),
+            );
+        }
+        query
+    }};
+}
+
+/// One page of a license's seats and how many match in all. Sorted on indexed columns
+/// (`(license_id, device_id)`, `(license_id, user_name)`, `(license_id, activated_at)`),
+/// device id breaking ties, so a page costs its offset in index steps, not a sort.
+pub fn page(conn: &mut DbConn, lic: &str, q: &SeatPageQuery<'_>) -> QueryResult<(Vec<Seat>, i64)> {
+    let total: i64 = filtered!(seats::table.count(), lic, q).get_result(conn)?;
+    let query = filtered!(seats::table.select(Seat::as_select()), lic, q);
+    let query = match (q.sort, q.descending) {
+        (SeatSort::DeviceId, false) => query.order(seats::device_id.asc()),
+        (SeatSort::DeviceId, true) => query.order(seats::device_id.desc()),
+        (SeatSort::UserName, false) => {
+            query.order((seats::user_name.asc(), seats::device_id.asc()))
+        }
+        (SeatSort::UserName, true) => {
+            query.order((seats::user_name.desc(), seats::device_id.desc()))
+        }
+        (SeatSort::ActivatedAt, false) => {
+            query.order((seats::activated_at.asc(), seats::device_id.asc()))
+        }
+        (SeatSort::ActivatedAt, true) => {
+            query.order((seats::activated_at.desc(), seats::device_id.desc()))
+        }
+    };
+    let rows = query.offset(q.offset).limit(q.limit).load(conn)?;
+    Ok((rows, total))
+}
+
+/// A seat by id (`UnknownSeat` when there is none, `InvalidField` for a malformed id).
+pub fn find(conn: &mut DbConn, seat_id: &str) -> Result<Seat, SeatError> {
+    find_seat(conn, seat_id)
 }

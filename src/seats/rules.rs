@@ -20,6 +20,8 @@ pub const MAX_DEVICE_ID: usize = 128;
 pub const MAX_USER_NAME: usize = 64;
 /// Largest `device_info`, serialized.
 pub const MAX_DEVICE_INFO: usize = 4096;
+/// Longest reason an admin may give for retiring a seat (characters).
+pub const MAX_REASON_CHARS: usize = 500;
 
 /// Where a seat is in its life. Only `Active` holds one of the license's seats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

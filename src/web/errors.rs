@@ -8,6 +8,7 @@ use seatkeep_device::ProblemCode;
 use seatkeep_device::problem::PROBLEM_TYPE_PREFIX;
 use serde_json::{Map, Value, json};
 
+use crate::console::ConsoleError;
 use crate::db::DbError;
 use crate::keyfile::KeyFileError;
 use crate::seats::SeatError;
@@ -263,4 +264,34 @@ pub fn json_error(
 /// one that does not even decode (e.g. `%FF`) names no seat: 404, as for any unknown id.
 pub fn path_error(_err: actix_web::error::PathError) -> actix_web::Error {
     ApiError::Seat(SeatError::UnknownSeat("(not UTF-8)".into())).into()
+}
+
+/// Console errors are HTML pages; the status comes from the same table as the API's.
+impl ResponseError for ConsoleError {
+    fn status_code(&self) -> StatusCode {
+        status_for(self.code())
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if matches!(self, ConsoleError::LoginRequired) {
+            return crate::console::view::redirect("/console/login");
+        }
+        let status = self.status_code();
+        let message = if status.is_server_error() {
+            tracing::error!(error = %self, "console request failed");
+            "Something went wrong on the server; the server log has the cause.".to_owned()
+        } else {
+            self.to_string()
+        };
+        let title = status.canonical_reason().unwrap_or("Error");
+        let mut response =
+            crate::console::view::html(status, crate::console::view::error_html(title, &message));
+        if matches!(self, ConsoleError::TooLarge(_)) {
+            // The rest of the upload is not read: close rather than drain it.
+            response
+                .head_mut()
+                .set_connection_type(actix_web::http::ConnectionType::Close);
+        }
+        response
+    }
 }

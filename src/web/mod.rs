@@ -83,6 +83,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize, body_timeout: st
     .app_data(web::PathConfig::default().error_handler(|err, _req| errors::path_error(err)))
     .configure(health::configure)
     .configure(api::configure)
+    .configure(crate::console::configure)
     .default_service(web::to(|| async {
         Err::<actix_web::HttpResponse, _>(ApiError::NotFound)
     }));

@@ -143,6 +143,20 @@ impl TestDb {
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
+    /// Runs a query returning one text column named `v`.
+    pub fn scalar_text(&self, sql: &str) -> String {
+        #[derive(QueryableByName)]
+        struct Value {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            v: String,
+        }
+        let mut conn = self.connect();
+        diesel::sql_query(sql)
+            .get_result::<Value>(&mut conn)
+            .map(|c| c.v)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
     /// Refused activations counted so far, all licenses.
     pub fn refusals(&self) -> i64 {
         self.scalar("SELECT CAST(COALESCE(SUM(refused), 0) AS BIGINT) AS v FROM refusal_counts")

@@ -12,9 +12,10 @@
 //!
 //! ```text
 //! cargo run --release -p seatkeep-bench -- [--json] [--connections 32]
-//!     [--algorithm ed25519|rsa-2048] [--postgres URL] [--devices N]
+//!     [--algorithm ed25519|rsa-2048] [--postgres URL] [--devices N] [--console]
 //! ```
 
+mod console;
 mod error;
 mod http;
 mod limits;
@@ -85,6 +86,10 @@ struct Args {
     /// 'callgrind_control -d $SEATKEEP_BENCH_SERVER_PID' to split a profile by phase.
     #[arg(long, value_name = "CMD")]
     phase_hook: Option<String>,
+    /// After the new activations, time the console's license page of the main license
+    /// (first page, a search, late pages); e.g. with --devices 100000.
+    #[arg(long)]
+    console: bool,
 }
 
 /// The server key types of `seatkeep init --algorithm`, by the same names.
@@ -182,6 +187,13 @@ fn run(args: &Args) -> Result<Report> {
     let mut server = Server::start(&workspace, &wrapper)?;
     runtime.block_on(load::wait_ready(server.addr, READY_TIMEOUT))?;
     let [new, repeat, exhaustion] = runtime.block_on(drive(args, &server, &main, &scarce))?;
+    let console_timings = if args.console {
+        progress("console: timing the license page");
+        let cookie = console::session(&workspace)?;
+        Some(runtime.block_on(console::run(server.addr, &cookie, &main.id, args.devices))?)
+    } else {
+        None
+    };
     let memory = server.memory()?;
     hook(args, &server, "end");
     server.stop()?;
@@ -209,7 +221,9 @@ fn run(args: &Args) -> Result<Report> {
         exhaustion: &exhaustion,
         exhaustion_seats: scarce.seats,
     };
-    Ok(report::build(run, &phases, memory, &machine, licenses))
+    let mut report = report::build(run, &phases, memory, &machine, licenses);
+    report.console = console_timings;
+    Ok(report)
 }
 
 /// The three phases, in order.

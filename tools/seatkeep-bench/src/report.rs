@@ -173,6 +173,9 @@ pub struct Report {
     /// Targets of the issue.
     pub targets: Vec<Target>,
     pub check: Check,
+    /// The console's license page (`--console`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub console: Option<Vec<crate::console::PageTiming>>,
 }
 
 /// The measured phases.
@@ -214,6 +217,7 @@ pub fn build(
     let rss = mib(memory.rss_kib);
     let targets = targets(&run, &new, &repeat, &ratios, rss);
     Report {
+        console: None,
         limits: Limits {
             signatures_per_second_one_core: signatures,
             signatures_measured: machine.signatures.clone(),
@@ -388,6 +392,9 @@ pub fn table(report: &Report) -> String {
             "  {} requests got no answer: their outcome is unknown",
             report.check.unanswered
         );
+    }
+    if let Some(console) = &report.console {
+        out.push_str(&crate::console::table(console));
     }
     out
 }

@@ -1,0 +1,84 @@
+//! The console's pages, one module each, and their routes.
+
+pub mod account;
+pub mod admins;
+pub mod audit;
+pub mod charts;
+pub mod dashboard;
+pub mod import;
+pub mod license;
+pub mod login;
+pub mod notifications;
+pub mod seat;
+
+use actix_web::web;
+
+use super::ConsoleError;
+
+/// Largest urlencoded form the console takes (a pasted key file fits many times over).
+const FORM_LIMIT: usize = 256 * 1024;
+
+/// Registers the console routes (inside the `/console` scope).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(
+        web::FormConfig::default()
+            .limit(FORM_LIMIT)
+            .error_handler(|e, _| form_error(e.to_string())),
+    )
+    .app_data(web::QueryConfig::default().error_handler(|e, _| form_error(e.to_string())))
+    .app_data(
+        web::PathConfig::default()
+            .error_handler(|e, _| ConsoleError::NotFound(format!("no such page: {e}")).into()),
+    )
+    .configure(super::assets::configure)
+    .route("", web::get().to(dashboard::show))
+    .route("/", web::get().to(dashboard::show))
+    .route("/login", web::get().to(login::form))
+    .route("/login", web::post().to(login::submit))
+    .route("/logout", web::post().to(login::logout))
+    .route("/licenses/{lic}", web::get().to(license::show))
+    .route("/seats/{seat}", web::get().to(seat::show))
+    .route("/seats/{seat}/retire", web::get().to(seat::confirm_retire))
+    .route("/seats/{seat}/retire", web::post().to(seat::retire))
+    .route("/import", web::get().to(import::form))
+    .route("/import/preview", web::post().to(import::preview))
+    .route("/import/confirm", web::post().to(import::confirm))
+    .route("/audit", web::get().to(audit::show))
+    .route("/audit.csv", web::get().to(audit::csv))
+    .route("/notifications", web::get().to(notifications::show))
+    .route(
+        "/notifications/{id}/retry",
+        web::post().to(notifications::retry),
+    )
+    .route("/admins", web::get().to(admins::show))
+    .route("/admins", web::post().to(admins::add))
+    .route("/admins/{name}/role", web::post().to(admins::set_role))
+    .route(
+        "/admins/{name}/password",
+        web::post().to(admins::reset_password),
+    )
+    .route("/admins/{name}/remove", web::post().to(admins::remove))
+    .route("/account", web::get().to(account::show))
+    .route(
+        "/account/password",
+        web::post().to(account::change_password),
+    );
+}
+
+fn form_error(message: String) -> actix_web::Error {
+    ConsoleError::BadRequest(format!("the form could not be read: {message}")).into()
+}
+
+/// A form field, trimmed, required and at most `max` characters.
+pub fn field<'a>(name: &str, value: &'a str, max: usize) -> Result<&'a str, ConsoleError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(ConsoleError::BadRequest(format!("{name} is required")));
+    }
+    if value.chars().count() > max {
+        return Err(ConsoleError::BadRequest(format!(
+            "{name} is longer than {max} characters"
+        )));
+    }
+    Ok(value)
+}
