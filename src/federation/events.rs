@@ -38,7 +38,11 @@ pub fn event_type(kind: ChangeKind) -> Option<&'static str> {
         | ChangeKind::SeatReissued
         | ChangeKind::SeatReturned
         | ChangeKind::SeatRetired => Some(kind.as_str()),
-        ChangeKind::AdminAdded | ChangeKind::AdminPasswordChanged => None,
+        ChangeKind::AdminAdded
+        | ChangeKind::AdminPasswordChanged
+        | ChangeKind::AdminRoleChanged
+        | ChangeKind::AdminRemoved
+        | ChangeKind::NotificationRetried => None,
     }
 }
 
