@@ -145,10 +145,20 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Failed return tokens and device proofs, per seat (the lockout of `seats::lockout`).
+    auth_failures (id) {
+        id -> BigInt,
+        seat_id -> Text,
+        at -> BigInt,
+    }
+}
+
 diesel::joinable!(key_files -> licenses (license_id));
 diesel::joinable!(seats -> licenses (license_id));
 diesel::joinable!(refusal_counts -> licenses (license_id));
 diesel::joinable!(device_proofs -> seats (seat_id));
+diesel::joinable!(auth_failures -> seats (seat_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     licenses,
@@ -160,4 +170,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     admins,
     server_state,
     notifications,
+    auth_failures,
 );

@@ -13,6 +13,7 @@ mod export;
 mod foundation;
 mod hardening;
 mod keyfiles;
+mod lockout;
 mod notify;
 mod openapi_fuzz;
 mod quickstart;
