@@ -67,7 +67,8 @@ impl Job for PruneProofs {
     fn run(&self, app: &App) -> Result<(), JobError> {
         let now = app.clock.now();
         let pruned = app.db.write("device_proofs", move |conn| {
-            crate::seats::auth::prune_proofs(conn, now).map_err(DbError::from)
+            let failures = crate::seats::lockout::prune(conn, now)?;
+            Ok::<_, DbError>(crate::seats::auth::prune_proofs(conn, now)? + failures)
         })?;
         if pruned > 0 {
             tracing::debug!(pruned, "old device proofs forgotten");

@@ -199,6 +199,15 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Failed return tokens and device proofs, per seat (the lockout of `seats::lockout`).
+    auth_failures (id) {
+        id -> BigInt,
+        seat_id -> Text,
+        at -> BigInt,
+    }
+}
+
 diesel::joinable!(key_files -> licenses (license_id));
 diesel::joinable!(seats -> licenses (license_id));
 diesel::joinable!(refusal_counts -> licenses (license_id));
@@ -206,6 +215,7 @@ diesel::joinable!(device_proofs -> seats (seat_id));
 diesel::joinable!(federation_events -> licenses (license_id));
 diesel::joinable!(federation_state -> licenses (license_id));
 diesel::joinable!(console_sessions -> admins (admin_id));
+diesel::joinable!(auth_failures -> seats (seat_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     licenses,
@@ -221,4 +231,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     federation_state,
     console_sessions,
     login_failures,
+    auth_failures,
 );

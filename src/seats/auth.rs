@@ -33,7 +33,8 @@ pub(super) fn registered_key(seat: &Seat) -> Result<Option<DeviceJwk>, SeatError
 }
 
 /// Checks `auth` for `action` on `seat`. Returns the proof's jti, which the change records
-/// in its own transaction ([`record_proof`]), so a proof is accepted once.
+/// in its own transaction ([`record_proof`]), so a proof is accepted once. Callers run it
+/// through `super::lockout::guard`, which counts the failures.
 pub(super) fn authorize(
     app: &App,
     seat: &Seat,

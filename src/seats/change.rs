@@ -6,7 +6,7 @@ use diesel::prelude::*;
 use super::rules::{self, LIMIT_WINDOW_SECS};
 use super::txn::{self, TxnError};
 use super::{
-    Activation, SeatAuth, SeatError, SeatState, SeatStatus, answer, auth, sign_device_key,
+    Activation, SeatAuth, SeatError, SeatState, SeatStatus, answer, auth, lockout, sign_device_key,
 };
 use crate::app::App;
 use crate::audit;
@@ -32,7 +32,9 @@ pub fn reissue(
             let seat = txn::find_seat(conn, seat_id)?;
             Ok((seat.clone(), find_license(conn, &seat.license_id)?))
         })?;
-        let jti = auth::authorize(app, &seat, auth, ProofAction::Reissue, Some(user_name), now)?;
+        let jti = lockout::guard(app, &seat, now, || {
+            auth::authorize(app, &seat, auth, ProofAction::Reissue, Some(user_name), now)
+        })?;
         rules::require_active(&seat)?;
         rules::check_usable(&license, now)?;
         rules::require_user_name(license.model, user_name)?;
@@ -118,7 +120,9 @@ pub fn return_seat(app: &App, seat_id: &str, auth: &SeatAuth) -> Result<SeatStat
         let seat = txn::find_seat(conn, seat_id)?;
         Ok((seat.clone(), find_license(conn, &seat.license_id)?))
     })?;
-    let jti = auth::authorize(app, &seat, auth, ProofAction::Return, None, now)?;
+    let jti = lockout::guard(app, &seat, now, || {
+        auth::authorize(app, &seat, auth, ProofAction::Return, None, now)
+    })?;
     rules::require_active(&seat)?;
     rules::check_not_revoked(&license)?;
     let release = Release {

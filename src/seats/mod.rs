@@ -10,6 +10,7 @@
 mod activate;
 pub mod auth;
 mod change;
+pub mod lockout;
 mod query;
 pub mod rules;
 mod txn;
@@ -93,6 +94,13 @@ pub enum SeatError {
     },
     #[error("the return token does not match this seat")]
     InvalidReturnToken,
+    /// Too many wrong return tokens or proofs for this seat in the last hour.
+    #[error("too many failed attempts for seat {seat}; retry in {retry_after} s")]
+    TooManyFailures {
+        seat: String,
+        /// Seconds until the oldest failure leaves the hour.
+        retry_after: i64,
+    },
     #[error(transparent)]
     ClockUntrusted(#[from] ClockUntrusted),
     /// The license's `federation.grace` passed with events unacknowledged (new seats only).
@@ -126,6 +134,7 @@ impl SeatError {
             Self::ReissueLimitReached { .. } => ProblemCode::ReissueLimitReached,
             Self::ReturnLimitReached { .. } => ProblemCode::ReturnLimitReached,
             Self::InvalidReturnToken => ProblemCode::InvalidReturnToken,
+            Self::TooManyFailures { .. } => ProblemCode::RateLimited,
             Self::ClockUntrusted(e) => e.code(),
             Self::Signing(_) => ProblemCode::InternalError,
             Self::Db(e) => e.code(),

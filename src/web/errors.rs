@@ -151,6 +151,9 @@ fn seat_extras(e: &SeatError, problem: &mut Problem) {
             problem.add("limit", json!(limit));
             problem.retry_after = Some(*retry_after);
         }
+        SeatError::TooManyFailures { retry_after, .. } => {
+            problem.retry_after = Some(*retry_after);
+        }
         SeatError::Db(d) => db_extras(d, problem),
         _ => {}
     }

@@ -20,6 +20,7 @@ mod federation_support;
 mod foundation;
 mod hardening;
 mod keyfiles;
+mod lockout;
 mod notify;
 mod openapi_fuzz;
 mod quickstart;
