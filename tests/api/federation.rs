@@ -165,6 +165,11 @@ async fn collector_outages_and_lost_acks_lose_nothing_and_double_nothing() {
     assert_eq!(acked(&env, "lic-cut"), 0);
     let status = env.cli_ok(&["federation", "status"]);
     assert!(status.contains("last error"), "{status}");
+    let metrics = server.metrics().await;
+    assert!(
+        metrics.contains("seatkeep_federation_pending_events{license=\"lic-cut\"} 11"),
+        "{metrics}"
+    );
     // Up again; the collector stores, but the proxy cuts the connection before the ack.
     let collector = CollectorProcess::start(&env, port);
     proxy.answers.store(false, Ordering::SeqCst);
