@@ -112,6 +112,34 @@ pub fn record(conn: &mut DbConn, change: &Change<'_>) -> Result<Option<Recorded>
     Ok(recorded)
 }
 
+/// The `RETURNING` columns of a statement on the license row that make a [`Recorded`]
+/// (with [`Recorded::from`]).
+pub fn recorded_columns() -> (
+    licenses::change_seq,
+    licenses::in_use,
+    licenses::seats,
+    licenses::seq,
+) {
+    (
+        licenses::change_seq,
+        licenses::in_use,
+        licenses::seats,
+        licenses::seq,
+    )
+}
+
+impl From<(i64, i64, i64, i64)> for Recorded {
+    /// From the values of [`recorded_columns`].
+    fn from((seq, in_use, seats, key_file_seq): (i64, i64, i64, i64)) -> Self {
+        Self {
+            seq,
+            in_use,
+            seats,
+            key_file_seq,
+        }
+    }
+}
+
 /// The `SET` clause that takes the next change number in the caller's own `UPDATE licenses`.
 pub fn take_number()
 -> diesel::dsl::Eq<licenses::change_seq, diesel::dsl::Add<licenses::change_seq, i64>> {
@@ -156,20 +184,9 @@ fn write(
 
 /// Increments the license's change counter: the row lock and the number in one statement.
 fn next_change(conn: &mut DbConn, lic: &str) -> Result<Recorded, DbError> {
-    let (seq, in_use, seats, key_file_seq) =
-        diesel::update(licenses::table.filter(licenses::id.eq(lic)))
-            .set(take_number())
-            .returning((
-                licenses::change_seq,
-                licenses::in_use,
-                licenses::seats,
-                licenses::seq,
-            ))
-            .get_result(conn)?;
-    Ok(Recorded {
-        seq,
-        in_use,
-        seats,
-        key_file_seq,
-    })
+    let row: (i64, i64, i64, i64) = diesel::update(licenses::table.filter(licenses::id.eq(lic)))
+        .set(take_number())
+        .returning(recorded_columns())
+        .get_result(conn)?;
+    Ok(Recorded::from(row))
 }

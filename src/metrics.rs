@@ -81,7 +81,45 @@ pub fn render(app: &App) -> String {
         );
     }
     notifications(&mut out, app, &outbox);
+    federation(&mut out, app);
     out
+}
+
+/// Federation per license (all instances, from the database): events the provider has not
+/// acknowledged and the age of the oldest.
+fn federation(out: &mut String, app: &App) {
+    let alert_after =
+        i64::try_from(app.config.federation.alert_after.as_secs()).unwrap_or(i64::MAX);
+    let rows = app
+        .db
+        .conn()
+        .ok()
+        .and_then(|mut c| crate::federation::status::all(&mut c, app.clock.now(), alert_after).ok())
+        .unwrap_or_default();
+    type Value = fn(&crate::federation::status::LicenseFederation) -> i64;
+    let gauges: [(&str, &str, Value); 2] = [
+        (
+            "seatkeep_federation_pending_events",
+            "Events not yet acknowledged by the provider, per license.",
+            |r| r.pending,
+        ),
+        (
+            "seatkeep_federation_oldest_pending_seconds",
+            "Age of the oldest unacknowledged event, per license (0: none).",
+            |r| r.oldest_pending_age.unwrap_or(0),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for r in &rows {
+            let _ = writeln!(
+                out,
+                "{name}{{license=\"{}\"}} {}",
+                escape(&r.license),
+                value(r)
+            );
+        }
+    }
 }
 
 /// The email outbox: rows per state and the oldest pending age (all instances, from the

@@ -107,6 +107,22 @@ pub fn push_all(
         ))
         .order(licenses::id.asc())
         .load(&mut *app.db.conn()?)?;
+    if targets
+        .iter()
+        .all(|(_, _, last, acked)| acked.unwrap_or(0) >= *last)
+    {
+        return Ok(targets
+            .into_iter()
+            .map(|(lic, _, _, acked)| {
+                (
+                    lic,
+                    Pushed::UpToDate {
+                        acked: acked.unwrap_or(0),
+                    },
+                )
+            })
+            .collect());
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -175,21 +175,17 @@ fn grant(
         licenses::in_use.eq(licenses::in_use + 1),
         journal::take_number(),
     ))
-    .returning((
-        licenses::in_use,
-        licenses::seats,
-        licenses::change_seq,
-        licenses::seq,
-    ))
+    .returning(journal::recorded_columns())
     .get_result(c)
     .optional())?;
-    let Some((in_use, seats_bought, seq, key_file_seq)) = taken else {
+    let Some(recorded) = taken.map(Recorded::from) else {
         // The refusal is counted by the caller, in the counters' place at the end of a batch:
         // counting it here would lock a counter row before other jobs' license rows.
         return Ok(Grant::Exhausted {
             in_use: current_in_use(conn, &license.id)?,
         });
     };
+    let (in_use, seats_bought) = (recorded.in_use, recorded.seats);
     seat.overage = in_use > seats_bought;
     let renamed_from = renamed_after_return(held.as_ref(), &seat, now);
     if renamed_from.is_some() {
@@ -248,12 +244,7 @@ fn grant(
                 "overage": seat.overage,
             }),
         },
-        Recorded {
-            seq,
-            in_use,
-            seats: seats_bought,
-            key_file_seq,
-        },
+        recorded,
     )?;
     if let Some(from_user_name) = renamed_from {
         journal::record(

@@ -201,7 +201,7 @@ fn free(conn: &mut DbConn, seat: &Seat, release: &Release) -> Result<Seat, SeatE
     }
     // The license row first, then the seat: one lock order everywhere, so concurrent
     // changes on PostgreSQL cannot deadlock.
-    let (seq, in_use, seats_bought, key_file_seq): (i64, i64, i64, i64) =
+    let row: (i64, i64, i64, i64) =
         diesel::update(licenses::table.filter(licenses::id.eq(&seat.license_id)))
             .set((
                 licenses::in_use.eq(licenses::in_use - 1),
@@ -212,12 +212,7 @@ fn free(conn: &mut DbConn, seat: &Seat, release: &Release) -> Result<Seat, SeatE
                 licenses::exhaust_episode.eq(licenses::exhaust_episode + 1),
                 journal::take_number(),
             ))
-            .returning((
-                licenses::change_seq,
-                licenses::in_use,
-                licenses::seats,
-                licenses::seq,
-            ))
+            .returning(journal::recorded_columns())
             .get_result(conn)?;
     auth::record_proof(conn, &seat.id, release.proof_jti.as_deref(), now)?;
     let changed = diesel::update(
@@ -260,12 +255,7 @@ fn free(conn: &mut DbConn, seat: &Seat, release: &Release) -> Result<Seat, SeatE
                 }),
             },
         },
-        Recorded {
-            seq,
-            in_use,
-            seats: seats_bought,
-            key_file_seq,
-        },
+        Recorded::from(row),
     )?;
     let mut freed = seat.clone();
     freed.state = release.to;

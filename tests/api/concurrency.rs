@@ -248,15 +248,7 @@ async fn refusal_flood(backend: Backend) {
     let rows_after = env.db.count("audit_log", "")
         + env.db.count("seats", "")
         + env.db.count("refusal_counts", "");
-    let metrics = server
-        .http
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     assert!(
         metrics.contains(&format!(
             "seatkeep_refusals_total{{license=\"LIC-FULL\"}} {}",

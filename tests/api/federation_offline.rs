@@ -162,6 +162,46 @@ async fn grace_stops_new_activations_until_the_provider_acknowledges() {
     assert_eq!(server.activate(&key_file, "late", "Bob").await.0, 201);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn events_waiting_past_alert_after_tell_the_operators_once() {
+    let env = TestEnv::with_config(
+        Backend::Sqlite,
+        &format!(
+            "{MANUAL_PUSH}alert_after = \"1h\"\n\n[notify]\noperators = [\"ops@site.example\"]\n"
+        ),
+    );
+    import_federated(&env, "lic-late", 5, 1, None);
+    let overdue = "kind = 'federation_overdue'";
+    let status: serde_json::Value =
+        serde_json::from_str(&env.cli_ok(&["--json", "federation", "status"])).unwrap();
+    assert_eq!(
+        status[0]["alerting"], false,
+        "not yet past alert_after: {status}"
+    );
+    for _ in 0..2 {
+        let mut server = env.serve_at_offset(7200).await;
+        for _ in 0..100 {
+            if env.db.count("notifications", overdue) > 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        server.kill();
+    }
+    assert_eq!(
+        env.db.count("notifications", overdue),
+        1,
+        "one email per episode"
+    );
+    assert_eq!(
+        env.db.count(
+            "notifications",
+            "kind = 'federation_overdue' AND recipients LIKE '%ops@site.example%'"
+        ),
+        1
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acks_that_do_not_verify_change_nothing() {
     let env = TestEnv::with_config(Backend::Sqlite, MANUAL_PUSH);

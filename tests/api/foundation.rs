@@ -187,15 +187,7 @@ async fn health_and_readiness(backend: Backend) {
         response.headers()["content-type"].to_str().unwrap(),
         "application/problem+json"
     );
-    let metrics = server
-        .http
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     assert!(metrics.contains("seatkeep_database_up 1"), "{metrics}");
 }
 both_backends!(health_and_ready, health_and_readiness);

@@ -493,6 +493,18 @@ impl TestServer {
         (status, body)
     }
 
+    /// The `/metrics` text (the test client is on loopback).
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// `POST /api/v1/activations`.
     pub async fn activate(
         &self,

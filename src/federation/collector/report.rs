@@ -94,22 +94,39 @@ pub fn channels_cell(row: &MonthRow) -> String {
         .join(" ")
 }
 
+/// The columns of both text forms.
+const COLUMNS: [&str; 8] = [
+    "license",
+    "month",
+    "registrations",
+    "returns",
+    "retirements",
+    "in_use",
+    "overage",
+    "channels",
+];
+
+/// One row's cells, in [`COLUMNS`] order.
+fn cells(r: &MonthRow) -> [String; 8] {
+    [
+        r.license.clone(),
+        r.month.clone(),
+        r.registrations.to_string(),
+        r.returns.to_string(),
+        r.retirements.to_string(),
+        r.in_use.to_string(),
+        r.overage.to_string(),
+        channels_cell(r),
+    ]
+}
+
 /// The rows as CSV with a header line.
 pub fn csv(rows: &[MonthRow]) -> String {
-    let mut out =
-        String::from("license,month,registrations,returns,retirements,in_use,overage,channels\n");
+    let mut out = COLUMNS.join(",") + "\n";
     for r in rows {
-        out.push_str(&format!(
-            "{},{},{},{},{},{},{},{}\n",
-            csv_field(&r.license),
-            r.month,
-            r.registrations,
-            r.returns,
-            r.retirements,
-            r.in_use,
-            r.overage,
-            csv_field(&channels_cell(r))
-        ));
+        let line: Vec<String> = cells(r).iter().map(|c| csv_field(c)).collect();
+        out.push_str(&line.join(","));
+        out.push('\n');
     }
     out
 }
@@ -122,24 +139,30 @@ fn csv_field(text: &str) -> String {
     }
 }
 
-/// The rows as an aligned table.
+/// The rows as an aligned table (the license column as wide as its longest id).
 pub fn table(rows: &[MonthRow]) -> String {
-    let mut out = format!(
-        "{:<24} {:<7} {:>13} {:>7} {:>11} {:>6} {:>7}  channels\n",
-        "license", "month", "registrations", "returns", "retirements", "in_use", "overage"
-    );
-    for r in rows {
-        out.push_str(&format!(
-            "{:<24} {:<7} {:>13} {:>7} {:>11} {:>6} {:>7}  {}\n",
-            r.license,
-            r.month,
-            r.registrations,
-            r.returns,
-            r.retirements,
-            r.in_use,
-            r.overage,
-            channels_cell(r)
-        ));
+    let all: Vec<[String; 8]> = std::iter::once(COLUMNS.map(str::to_owned))
+        .chain(rows.iter().map(cells))
+        .collect();
+    let mut widths = [0usize; 8];
+    for row in &all {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in &all {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .enumerate()
+            .map(|(i, (cell, w))| match i {
+                0 | 1 | 7 => format!("{cell:<w$}"),
+                _ => format!("{cell:>w$}"),
+            })
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
     }
     out
 }

@@ -391,6 +391,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn federation_urls_are_https_or_loopback_http() {
+        let problem = |url: &str| {
+            Federation {
+                url: url.into(),
+                grace: None,
+                user_data: false,
+            }
+            .url_problem()
+        };
+        for ok in [
+            "https://provider.example/f",
+            "http://127.0.0.1:8080/f",
+            "http://localhost/f",
+            "http://[::1]:9/f",
+        ] {
+            assert_eq!(problem(ok), None, "{ok}");
+        }
+        for bad in [
+            "http://provider.example/f",
+            "http://127.0.0.1.evil.example/f",
+            "http://user@10.0.0.1/f",
+            "ftp://provider.example/f",
+            "https:///f",
+        ] {
+            assert!(problem(bad).is_some(), "{bad}");
+        }
+    }
+
+    #[test]
     fn model_names_round_trip() {
         for model in LicenseModel::ALL {
             assert_eq!(model.as_str().parse::<LicenseModel>(), Ok(model));
