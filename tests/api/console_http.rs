@@ -163,7 +163,7 @@ async fn console_refusals(backend: Backend) {
     assert!(body.contains("larger than 65536 bytes"), "{body}");
     let (status, body) = alice.upload(b"this is not a key file").await;
     assert_eq!(status, 400);
-    assert!(body.contains("Refused: invalid key file"), "{body}");
+    assert!(body.contains("Refused: key file armor"), "{body}");
     let (status, body) = alice.upload(&[0xff, 0xfe, 0x00, 0x80]).await;
     assert_eq!(status, 400);
     assert!(body.contains("Refused"), "{body}");
