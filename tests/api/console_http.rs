@@ -229,6 +229,24 @@ async fn console_refusals(backend: Backend) {
     assert!(body.contains("current password is wrong"), "{body}");
     assert_eq!(state(&env), before);
 
+    // The audit log as CSV, filtered by action.
+    let (status, csv) = victor.get("/console/audit.csv?action=seat.activated").await;
+    assert_eq!(status, 200);
+    assert!(
+        csv.starts_with("id,at,actor,action,license,seat,detail\r\n"),
+        "{csv}"
+    );
+    assert_eq!(csv.lines().count(), 2, "{csv}");
+    assert!(
+        csv.contains(&format!(
+            "\"device\",\"seat.activated\",\"{LIC}\",\"{seat}\""
+        )),
+        "{csv}"
+    );
+    let (status, body) = victor.get("/console/audit?from=yesterday").await;
+    assert_eq!(status, 400);
+    assert!(body.contains("from: a date like"), "{body}");
+
     // The owner's actions work and are audited as admin:olga; a password change ends the
     // admin's sessions.
     let (status, body) = olga
