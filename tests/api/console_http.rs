@@ -163,7 +163,7 @@ async fn console_refusals(backend: Backend) {
     assert!(body.contains("larger than 65536 bytes"), "{body}");
     let (status, body) = alice.upload(b"this is not a key file").await;
     assert_eq!(status, 400);
-    assert!(body.contains("Refused: invalid key file"), "{body}");
+    assert!(body.contains("Refused: key file armor"), "{body}");
     let (status, body) = alice.upload(&[0xff, 0xfe, 0x00, 0x80]).await;
     assert_eq!(status, 400);
     assert!(body.contains("Refused"), "{body}");
@@ -228,6 +228,24 @@ async fn console_refusals(backend: Backend) {
     assert_eq!(status, 400);
     assert!(body.contains("current password is wrong"), "{body}");
     assert_eq!(state(&env), before);
+
+    // The audit log as CSV, filtered by action.
+    let (status, csv) = victor.get("/console/audit.csv?action=seat.activated").await;
+    assert_eq!(status, 200);
+    assert!(
+        csv.starts_with("id,at,actor,action,license,seat,detail\r\n"),
+        "{csv}"
+    );
+    assert_eq!(csv.lines().count(), 2, "{csv}");
+    assert!(
+        csv.contains(&format!(
+            "\"device\",\"seat.activated\",\"{LIC}\",\"{seat}\""
+        )),
+        "{csv}"
+    );
+    let (status, body) = victor.get("/console/audit?from=yesterday").await;
+    assert_eq!(status, 400);
+    assert!(body.contains("from: a date like"), "{body}");
 
     // The owner's actions work and are audited as admin:olga; a password change ends the
     // admin's sessions.

@@ -19,9 +19,10 @@ CREATE TABLE login_failures (
 CREATE INDEX login_failures_by_user ON login_failures (username, at);
 CREATE INDEX login_failures_by_client ON login_failures (client, at);
 
--- The console's seat list sorts by user name and activation time within a license.
-CREATE INDEX seats_by_user ON seats (license_id, user_name);
-CREATE INDEX seats_by_activation ON seats (license_id, activated_at);
+-- The console's seat list sorts by user name or activation time within a license, device id
+-- breaking ties (so a late page walks the index instead of sorting).
+CREATE INDEX seats_by_user ON seats (license_id, user_name, device_id);
+CREATE INDEX seats_by_activation ON seats (license_id, activated_at, device_id);
 
 -- The license page's charts count a license's seat moves per day.
 CREATE INDEX audit_log_by_license_action ON audit_log (license_id, action, at);

@@ -64,7 +64,7 @@ pub fn session(workspace: &Workspace) -> Result<String> {
     Ok(value)
 }
 
-/// Times the license page cases of license `lic` with `seats` seats.
+/// Times the license page cases of license `lic`, which has `seats` seats in use.
 pub async fn run(addr: SocketAddr, cookie: &str, lic: &str, seats: u32) -> Result<Vec<PageTiming>> {
     let late = (seats / 50).max(1);
     let cases = [

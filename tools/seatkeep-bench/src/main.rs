@@ -190,7 +190,9 @@ fn run(args: &Args) -> Result<Report> {
     let console_timings = if args.console {
         progress("console: timing the license page");
         let cookie = console::session(&workspace)?;
-        Some(runtime.block_on(console::run(server.addr, &cookie, &main.id, args.devices))?)
+        // The late page is near the end of the seats actually granted.
+        let granted = u32::try_from(new.created + repeat.created).unwrap_or(args.devices);
+        Some(runtime.block_on(console::run(server.addr, &cookie, &main.id, granted))?)
     } else {
         None
     };
