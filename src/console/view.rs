@@ -76,6 +76,8 @@ impl Flash {
     fn from_code(code: &str) -> Option<Self> {
         let text = match code {
             "retired" => "Seat retired.",
+            "revoked" => "License revoked: its devices are refused until it is reinstated.",
+            "reinstated" => "License reinstated: its devices work again.",
             "imported" => "Key file imported.",
             "renewed" => "License renewed.",
             "unchanged" => "That key file was imported before: nothing changed.",

@@ -11,6 +11,7 @@ mod check;
 mod concurrency;
 mod console_browser;
 mod console_http;
+mod console_license_actions;
 mod console_support;
 mod device_client;
 mod export;

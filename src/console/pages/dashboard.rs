@@ -9,7 +9,7 @@ use crate::app::App;
 use crate::console::view::{self, Layout};
 use crate::console::{ConsoleError, blocking, guard};
 use crate::db::models::License;
-use crate::db::refusals;
+use crate::db::{DbConn, DbError, refusals};
 use crate::seats::LicenseStatus;
 
 const DAY: i64 = 86_400;
@@ -46,7 +46,13 @@ struct DashboardPage {
 }
 
 /// The badges of a license at `now` (DESIGN §8's warnings, as the emails use them).
-pub fn badges(app: &App, license: &License, now: i64, clock_untrusted: bool) -> Vec<Badge> {
+pub fn badges(
+    app: &App,
+    conn: &mut DbConn,
+    license: &License,
+    now: i64,
+    clock_untrusted: bool,
+) -> Result<Vec<Badge>, DbError> {
     let mut out = Vec::new();
     let bad = |text: &str| Badge {
         class: "bad",
@@ -91,7 +97,18 @@ pub fn badges(app: &App, license: &License, now: i64, clock_untrusted: bool) -> 
     if clock_untrusted {
         out.push(bad("clock untrusted"));
     }
-    out
+    // The same status `seatkeep federation status` prints.
+    let alert_after =
+        i64::try_from(app.config.federation.alert_after.as_secs()).unwrap_or(i64::MAX);
+    match crate::federation::status::of_license(conn, &license.id, now, alert_after)? {
+        Some(f) if f.overdue => out.push(bad("federation overdue")),
+        Some(f) if f.alerting => out.push(Badge {
+            class: "warn",
+            text: "federation behind".to_owned(),
+        }),
+        _ => {}
+    }
+    Ok(out)
 }
 
 /// "in 12 days", "expired", "perpetual".
@@ -135,7 +152,7 @@ pub async fn show(
         for l in licenses {
             rows.push(Row {
                 refused_24h: refusals::total_since(&mut conn, &l.id, now - DAY)?,
-                badges: badges(&state, &l, now, clock_untrusted),
+                badges: badges(&state, &mut conn, &l, now, clock_untrusted)?,
                 bar: UsageBar::new(l.in_use, l.seats, l.capacity),
                 term: term(&l),
                 days_left: days_left(l.expires_at, now),

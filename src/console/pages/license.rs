@@ -35,6 +35,9 @@ pub struct SeatParams {
     dir: String,
     #[serde(default)]
     page: String,
+    /// The flash of an action that redirected here.
+    #[serde(default)]
+    done: String,
 }
 
 struct Parsed {
@@ -139,7 +142,8 @@ pub async fn show(
     let parsed = params.parse()?;
     let lic = lic.into_inner();
     let state = app.into_inner();
-    let page = blocking(move || build(&state, session, &lic, parsed)).await?;
+    let mut page = blocking(move || build(&state, session, &lic, parsed)).await?;
+    page.layout = page.layout.with_flash(Some(params.done.as_str()));
     view::render(&page)
 }
 
@@ -204,7 +208,7 @@ fn build(
         bar: UsageBar::new(license.in_use, license.seats, license.capacity),
         term: term(&license),
         days_left: days_left(license.expires_at, now),
-        badges: badges(app, &license, now, clock_untrusted),
+        badges: badges(app, &mut conn, &license, now, clock_untrusted)?,
         admins: serde_json::from_str(&license.admins).unwrap_or_default(),
         channel: license.channel.clone().unwrap_or_else(|| "-".into()),
         history,

@@ -7,6 +7,7 @@ pub mod charts;
 pub mod dashboard;
 pub mod import;
 pub mod license;
+pub mod license_actions;
 pub mod login;
 pub mod notifications;
 pub mod seat;
@@ -37,6 +38,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route("/login", web::post().to(login::submit))
     .route("/logout", web::post().to(login::logout))
     .route("/licenses/{lic}", web::get().to(license::show))
+    .route(
+        "/licenses/{lic}/seats.export",
+        web::get().to(license_actions::export_seats),
+    )
+    .route(
+        "/licenses/{lic}/revoke",
+        web::post().to(license_actions::revoke),
+    )
+    .route(
+        "/licenses/{lic}/reinstate",
+        web::post().to(license_actions::reinstate),
+    )
     .route("/seats/{seat}", web::get().to(seat::show))
     .route("/seats/{seat}/retire", web::get().to(seat::confirm_retire))
     .route("/seats/{seat}/retire", web::post().to(seat::retire))
