@@ -244,14 +244,24 @@ impl Browser {
         self.client.goto(url).await.unwrap();
     }
 
+    /// The text of the first element matching `css`, waiting up to 10 s for it to appear (a
+    /// click that submits a form may return before the next page is there). On a miss the
+    /// panic shows the page's URL and source.
     pub async fn text(&self, css: &str) -> String {
-        self.client
-            .find(Locator::Css(css))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        let found = self
+            .client
+            .wait()
+            .at_most(std::time::Duration::from_secs(10))
+            .for_element(Locator::Css(css))
+            .await;
+        match found {
+            Ok(element) => element.text().await.unwrap(),
+            Err(error) => {
+                let url = self.client.current_url().await.map(|u| u.to_string());
+                let source = self.client.source().await.unwrap_or_default();
+                panic!("no {css} on {url:?} ({error}); the page:\n{source}")
+            }
+        }
     }
 
     pub async fn exists(&self, css: &str) -> bool {
@@ -269,7 +279,15 @@ impl Browser {
         field.send_keys(value).await.unwrap();
     }
 
+    /// Clicks a link or submit button and waits (up to 15 s) until the next page has loaded.
+    /// A WebDriver click does not always wait for the navigation it starts (Chromium 156 often
+    /// returns first), so the old page is marked and the wait ends when a fresh document,
+    /// without the mark, is complete. Every click in these tests loads a page.
     pub async fn click(&self, css: &str) {
+        self.client
+            .execute("window.__seatkeepOldPage = true;", vec![])
+            .await
+            .unwrap();
         self.client
             .find(Locator::Css(css))
             .await
@@ -277,6 +295,26 @@ impl Browser {
             .click()
             .await
             .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let loaded = self
+                .client
+                .execute(
+                    "return window.__seatkeepOldPage === undefined \
+                     && document.readyState === 'complete';",
+                    vec![],
+                )
+                .await;
+            // An error is a page between documents: ask again.
+            if matches!(loaded, Ok(serde_json::Value::Bool(true))) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the click on {css} loaded no new page in 15 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     pub async fn path(&self) -> String {
@@ -325,9 +363,11 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        // The whole group: chromedriver and any Chromium it left.
+        // The whole group: chromedriver and any Chromium it left. The `--` matters: procps-ng
+        // 4.0.2 (Debian 12) reads `kill -KILL -1234` as kill(-1, SIGKILL), every process the
+        // caller may signal, which took the whole test run down whenever the pid began with 1.
         let _ = Command::new("kill")
-            .args(["-KILL", &format!("-{}", self.driver.id())])
+            .args(["-s", "KILL", "--", &format!("-{}", self.driver.id())])
             .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
