@@ -174,6 +174,9 @@ fn write(
     crate::on_backend!(conn, |c| diesel::insert_into(audit_log::table)
         .values(&entry)
         .execute(c))?;
+    if let (Some(license), Some(_)) = (change.license, change.seat) {
+        crate::seats::moves::record(conn, change.kind, license, change.at)?;
+    }
     // The emails and the federation event this change owes, in the same transaction.
     crate::notify::on_change(conn, change, recorded)?;
     if let Some(recorded) = recorded {

@@ -87,6 +87,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    /// Seats taken and freed per license and UTC day (the console's charts).
+    seat_moves_daily (license_id, day) {
+        license_id -> Text,
+        day -> BigInt,
+        taken -> BigInt,
+        freed -> BigInt,
+    }
+}
+
+diesel::table! {
     /// Activations refused because seats were exhausted, counted per license and hour.
     refusal_counts (license_id, bucket) {
         license_id -> Text,
@@ -211,6 +221,7 @@ diesel::table! {
 diesel::joinable!(key_files -> licenses (license_id));
 diesel::joinable!(seats -> licenses (license_id));
 diesel::joinable!(refusal_counts -> licenses (license_id));
+diesel::joinable!(seat_moves_daily -> licenses (license_id));
 diesel::joinable!(device_proofs -> seats (seat_id));
 diesel::joinable!(federation_events -> licenses (license_id));
 diesel::joinable!(federation_state -> licenses (license_id));
@@ -223,6 +234,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     seats,
     audit_log,
     refusal_counts,
+    seat_moves_daily,
     device_proofs,
     admins,
     server_state,

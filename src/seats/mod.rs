@@ -11,13 +11,16 @@ mod activate;
 pub mod auth;
 mod change;
 pub mod lockout;
+pub mod moves;
+mod page;
 mod query;
 pub mod rules;
 mod txn;
 
 pub use activate::activate;
 pub use change::{reissue, retire, return_seat};
-pub use query::{SeatPageQuery, SeatSort, StoredKey, find, list, lookup, page, status};
+pub use page::{MAX_SEARCH_MATCHES, SeatPage, SeatPageQuery, SeatSort, list, page};
+pub use query::{StoredKey, find, lookup, status};
 pub use rules::{
     LIMIT_WINDOW_SECS, LicenseStatus, MAX_DEVICE_ID, MAX_DEVICE_INFO, MAX_USER_NAME, SeatState,
     validate_device_id, validate_user_name,

@@ -124,6 +124,8 @@ struct LicensePage {
     charts: Vec<Chart>,
     seats: Vec<SeatRow>,
     total: i64,
+    /// More than `total` seats match the search; only the first `total` are paged.
+    capped: bool,
     pager: Pager,
     search: String,
     state: String,
@@ -165,7 +167,8 @@ fn build(
         offset: (p.page - 1) * PAGE_SIZE,
         limit: PAGE_SIZE,
     };
-    let (rows, total) = seats::page(&mut conn, lic, &query)?;
+    let found = seats::page(&mut conn, lic, &query)?;
+    let (rows, total, capped) = (found.rows, found.total, found.capped);
     let sort = match p.sort {
         SeatSort::DeviceId => "device",
         SeatSort::UserName => "user",
@@ -190,7 +193,11 @@ fn build(
             label: "next →".into(),
             href: link(p.page + 1),
         }),
-        summary: format!("page {} of {last_page} · {total} seats", p.page),
+        summary: if capped {
+            format!("page {} of the first {last_page}", p.page)
+        } else {
+            format!("page {} of {last_page} · {total} seats", p.page)
+        },
     };
     let history = crate::licenses::history(&mut conn, lic)?
         .into_iter()
@@ -215,6 +222,7 @@ fn build(
         charts,
         seats: rows.into_iter().map(seat_row).collect(),
         total,
+        capped,
         pager,
         search: p.search,
         state: state_word.to_owned(),
@@ -235,12 +243,12 @@ fn seat_row(s: Seat) -> SeatRow {
     }
 }
 
-/// Seats in use at the end of each of the last 30 days and 12 months (from the audit log's
-/// activations and releases, counted back from today's number), and refusals likewise.
+/// Seats in use at the end of each of the last 30 days and 12 months (from the journal's
+/// activations and releases per day, counted back from today's number), and refusals likewise.
 fn charts(conn: &mut DbConn, license: &License, now: i64) -> Result<Vec<Chart>, ConsoleError> {
     let today = now.div_euclid(DAY);
     let since = (today - 364) * DAY;
-    let moves = crate::audit::seat_moves_by_day(conn, &license.id, since)?;
+    let moves = crate::seats::moves::by_day(conn, &license.id, since)?;
     // in_use at the end of day d = now's count minus the net moves of the days after d.
     let mut in_use_by_day = vec![0i64; 365];
     let mut net_after = 0;

@@ -13,10 +13,12 @@
 //! ```text
 //! cargo run --release -p seatkeep-bench -- [--json] [--connections 32]
 //!     [--algorithm ed25519|rsa-2048] [--postgres URL] [--devices N] [--console]
+//!     [--federation]
 //! ```
 
 mod console;
 mod error;
+mod federation;
 mod http;
 mod limits;
 mod load;
@@ -90,6 +92,10 @@ struct Args {
     /// (first page, a search, late pages); e.g. with --devices 100000.
     #[arg(long)]
     console: bool,
+    /// After the new activations, as many new activations again on a license that pushes
+    /// its federation events to a local collector, then the time until all are acknowledged.
+    #[arg(long)]
+    federation: bool,
 }
 
 /// The server key types of `seatkeep init --algorithm`, by the same names.
@@ -169,6 +175,11 @@ fn run(args: &Args) -> Result<Report> {
     let main = workspace.issue("bench-main", args.devices)?;
     let scarce = workspace.issue("bench-scarce", scarce_seats)?;
     workspace.import(&[&main, &scarce])?;
+    let federated = if args.federation {
+        Some(federation::Setup::create(&workspace, args.devices)?)
+    } else {
+        None
+    };
 
     progress("measuring the machine's limits (signing, durable commits)");
     let server_key = workspace.dir.join("server-key.pem");
@@ -187,6 +198,10 @@ fn run(args: &Args) -> Result<Report> {
     let mut server = Server::start(&workspace, &wrapper)?;
     runtime.block_on(load::wait_ready(server.addr, READY_TIMEOUT))?;
     let [new, repeat, exhaustion] = runtime.block_on(drive(args, &server, &main, &scarce))?;
+    let federation_run = match &federated {
+        Some(setup) => Some(runtime.block_on(federated_phases(args, &server, &workspace, setup))?),
+        None => None,
+    };
     let console_timings = if args.console {
         progress("console: timing the license page");
         let cookie = console::session(&workspace)?;
@@ -202,13 +217,21 @@ fn run(args: &Args) -> Result<Report> {
     progress("measuring the machine's limits again");
     machine.measure(&server_key, &workspace.db, &workspace.dir)?;
 
-    let licenses = verify::check(
-        &workspace.db,
-        &[
-            (&main.id, main.seats, new.created + repeat.created),
-            (&scarce.id, scarce.seats, exhaustion.created),
-        ],
-    )?;
+    let mut expected = vec![
+        (main.id.as_str(), main.seats, new.created + repeat.created),
+        (scarce.id.as_str(), scarce.seats, exhaustion.created),
+    ];
+    if let (Some(setup), Some(run)) = (&federated, &federation_run) {
+        for (license, outcome) in [
+            (&setup.off_before, &run.off_before),
+            (&setup.on, &run.on),
+            (&setup.off_after, &run.off_after),
+            (&setup.backlog, &run.backlog),
+        ] {
+            expected.push((license.id.as_str(), license.seats, outcome.created));
+        }
+    }
+    let licenses = verify::check(&workspace.db, &expected)?;
     let run = RunInfo {
         algorithm: args.algorithm_name(),
         database: workspace.db.kind(),
@@ -225,6 +248,13 @@ fn run(args: &Args) -> Result<Report> {
     };
     let mut report = report::build(run, &phases, memory, &machine, licenses);
     report.console = console_timings;
+    report.federation = federation_run.map(|run| report::FederationReport {
+        off_before: report::PhaseReport::from(&run.off_before),
+        on: report::PhaseReport::from(&run.on),
+        off_after: report::PhaseReport::from(&run.off_after),
+        delivery: run.delivery,
+        flush: run.flush,
+    });
     Ok(report)
 }
 
@@ -247,7 +277,7 @@ async fn drive(
         name: "new",
         template: ActivationTemplate::new(addr, &main.key_file, "bench-new-")?,
         devices: (0..args.devices).collect(),
-        time_cap: NEW_CAP,
+        time_cap: new_cap(args.devices),
     };
     let new = measured(server, load::run(addr, connections, new)).await?;
     if new.granted.is_empty() {
@@ -290,6 +320,88 @@ async fn drive(
     };
     let exhaustion = measured(server, load::run(addr, connections, exhaustion)).await?;
     Ok([new, repeat, exhaustion])
+}
+
+/// The federation phases' outcomes.
+struct FederationRun {
+    off_before: Outcome,
+    on: Outcome,
+    off_after: Outcome,
+    delivery: federation::Delivery,
+    backlog: Outcome,
+    flush: federation::Flush,
+}
+
+/// New activations on a license without a URL, on the federated license while its events
+/// are pushed, and on a second license without a URL; then the wait until the collector has
+/// acknowledged every event of the federated one.
+async fn federated_phases(
+    args: &Args,
+    server: &Server,
+    workspace: &Workspace,
+    setup: &federation::Setup,
+) -> Result<FederationRun> {
+    let connections = usize::from(args.connections);
+    let phase = |license: &License, prefix: &str| -> Result<Phase> {
+        Ok(Phase {
+            name: "federation",
+            template: ActivationTemplate::new(server.addr, &license.key_file, prefix)?,
+            devices: (0..args.devices).collect(),
+            time_cap: new_cap(args.devices),
+        })
+    };
+    hook(args, server, "federation");
+    progress(&format!(
+        "federation off: {} new devices on {}",
+        args.devices, setup.off_before.id
+    ));
+    let off_before = phase(&setup.off_before, "bench-nofed-1-")?;
+    let off_before = measured(server, load::run(server.addr, connections, off_before)).await?;
+    progress(&format!(
+        "federation on: {} new devices on {}, pushed to a local collector",
+        args.devices, setup.on.id
+    ));
+    let collector_cpu = setup.collector.cpu_seconds()?;
+    let on = phase(&setup.on, "bench-fed-")?;
+    let started = std::time::Instant::now();
+    let on = measured(server, load::run(server.addr, connections, on)).await?;
+    let ended = std::time::Instant::now();
+    progress("federation: waiting for the collector to acknowledge every event");
+    let delivery = federation::drain(workspace, &setup.collector, collector_cpu, started, ended)?;
+    progress(&format!(
+        "federation off: {} new devices on {}",
+        args.devices, setup.off_after.id
+    ));
+    let off_after = phase(&setup.off_after, "bench-nofed-2-")?;
+    let off_after = measured(server, load::run(server.addr, connections, off_after)).await?;
+    let backlog_devices = args.devices.min(federation::BACKLOG_MAX);
+    progress(&format!(
+        "federation backlog: {backlog_devices} new devices on {}, which the collector refuses",
+        setup.backlog.id
+    ));
+    let backlog = Phase {
+        name: "backlog",
+        template: ActivationTemplate::new(server.addr, &setup.backlog.key_file, "bench-pile-")?,
+        devices: (0..backlog_devices).collect(),
+        time_cap: new_cap(backlog_devices),
+    };
+    let backlog = load::run(server.addr, connections, backlog).await?;
+    progress("federation backlog: `seatkeep federation flush` delivers it");
+    let flush = federation::flush_backlog(workspace, setup)?;
+    Ok(FederationRun {
+        off_before,
+        on,
+        off_after,
+        delivery,
+        backlog,
+        flush,
+    })
+}
+
+/// The new-activation phases' wall-clock cap: 45 s, or longer for big runs (100,000 seats
+/// for the console figures must all be granted).
+fn new_cap(devices: u32) -> Duration {
+    NEW_CAP.max(Duration::from_millis(u64::from(devices) * 2))
 }
 
 /// Runs a phase and adds the CPU time the server and this process spent on it.

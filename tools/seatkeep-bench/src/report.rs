@@ -176,6 +176,22 @@ pub struct Report {
     /// The console's license page (`--console`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub console: Option<Vec<crate::console::PageTiming>>,
+    /// Federation on and off (`--federation`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub federation: Option<FederationReport>,
+}
+
+/// New activations with federation off (licenses without a URL: events written, nothing
+/// pushed) just before and just after the same load on a license pushed to a local collector
+/// every second, and the delivery.
+#[derive(Debug, Clone, Serialize)]
+pub struct FederationReport {
+    pub off_before: PhaseReport,
+    pub on: PhaseReport,
+    pub off_after: PhaseReport,
+    /// The backlog license's pile delivered by `seatkeep federation flush`.
+    pub flush: crate::federation::Flush,
+    pub delivery: crate::federation::Delivery,
 }
 
 /// The measured phases.
@@ -218,6 +234,7 @@ pub fn build(
     let targets = targets(&run, &new, &repeat, &ratios, rss);
     Report {
         console: None,
+        federation: None,
         limits: Limits {
             signatures_per_second_one_core: signatures,
             signatures_measured: machine.signatures.clone(),
@@ -395,6 +412,57 @@ pub fn table(report: &Report) -> String {
     }
     if let Some(console) = &report.console {
         out.push_str(&crate::console::table(console));
+    }
+    if let Some(f) = &report.federation {
+        let (before, on, after) = (&f.off_before.summary, &f.on.summary, &f.off_after.summary);
+        let off = (before.per_second + after.per_second) / 2.0;
+        let _ = writeln!(
+            out,
+            "\nfederation (new activations)   per sec   p95 ms   server us/request  answers"
+        );
+        for (name, phase) in [
+            ("off, before", &f.off_before),
+            ("on, pushed", &f.on),
+            ("off, after", &f.off_after),
+        ] {
+            let s = &phase.summary;
+            let _ = writeln!(
+                out,
+                "  {name:<27} {:>8.0} {:>8.2} {:>19.0}  {}",
+                s.per_second,
+                s.p95_ms,
+                s.server_cpu_us_per_request,
+                answers(phase)
+            );
+        }
+        let d = &f.delivery;
+        let _ = writeln!(
+            out,
+            "  on vs the mean of off: {:+.1} %\n\
+             pusher: {} events acknowledged {:.2} s after the load began ({:.0} events/s); \
+             backlog at the load's end {}, drained in {:.2} s ({:.0} events/s); \
+             collector CPU {:.2} s",
+            if off > 0.0 {
+                (on.per_second / off - 1.0) * 100.0
+            } else {
+                0.0
+            },
+            d.events,
+            d.seconds_to_all_acked,
+            d.events_per_second,
+            d.backlog_at_load_end,
+            d.drain_seconds,
+            d.drain_events_per_second,
+            d.collector_cpu_seconds
+        );
+        let _ = writeln!(
+            out,
+            "  federation flush of a pile: {} events in {:.2} s ({:.0} events/s); collector CPU {:.2} s",
+            f.flush.events,
+            f.flush.seconds,
+            f.flush.events_per_second,
+            f.flush.collector_cpu_seconds
+        );
     }
     out
 }

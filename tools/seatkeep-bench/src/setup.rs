@@ -11,7 +11,7 @@ use seatkeep::db::DbConn;
 use crate::error::{BenchError, Context, Result};
 
 /// Key id of the benchmark's provider key.
-const KID: &str = "bench-provider-1";
+pub const KID: &str = "bench-provider-1";
 /// Provider id the key is trusted for.
 const PROVIDER: &str = "provider.bench";
 
@@ -221,7 +221,8 @@ impl Workspace {
             OsStr::new(PROVIDER),
         ])?;
         let config = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n\n\
+            // One load client stands for a whole fleet: the per-address rate limit is off.
+            "[server]\nlisten = \"127.0.0.1:0\"\nrate_limit_per_second = 0\n\n\
              [database]\nurl = {}\n\n\
              [identity]\nkey_file = \"server-key.pem\"\n\n\
              [[provider.trusted_keys]]\nkid = \"{KID}\"\nprovider = \"{PROVIDER}\"\n\
@@ -234,6 +235,11 @@ impl Workspace {
 
     /// `provider issue` a node-locked key file for `seats` seats of license `lic`.
     pub fn issue(&self, lic: &str, seats: u32) -> Result<License> {
+        self.issue_with(lic, seats, &[])
+    }
+
+    /// `issue` with more `provider issue` flags (e.g. `--federation-url URL`).
+    pub fn issue_with(&self, lic: &str, seats: u32, extra: &[&str]) -> Result<License> {
         let out = self.dir.join(format!("{lic}.seatkey"));
         let key = self.dir.join(format!("provider/{KID}.pem"));
         let server_key = self.dir.join("server-key.pub.pem");
@@ -272,7 +278,7 @@ impl Workspace {
             "--edition".as_ref(),
             "1".as_ref(),
         ];
-        self.seatkeep(args)?;
+        self.seatkeep(args.iter().copied().chain(extra.iter().map(OsStr::new)))?;
         let key_file =
             std::fs::read_to_string(&out).with_context(|| format!("read {}", out.display()))?;
         Ok(License {
@@ -280,6 +286,16 @@ impl Workspace {
             seats,
             key_file,
         })
+    }
+
+    /// Adds a section to the server's config.
+    pub fn append_config(&self, text: &str) -> Result<()> {
+        use std::io::Write as _;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.config())
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .with_context(|| format!("append to {}", self.config().display()))
     }
 
     /// `keyfile import` the licenses' key files.
