@@ -4,6 +4,7 @@
 //! * [`http`]: the activation round trip (`POST /api/v1/activations`);
 //! * [`change`]: reissue and return, with a proof signed by the device key;
 //! * [`files`]: the saved activation and the inputs of `device verify`;
+//! * [`usage`] and [`usage_command`]: the metered side (`device usage …`, DESIGN §10.5);
 //! * [`error`]: the client's errors.
 
 pub mod change;
@@ -12,6 +13,8 @@ pub mod files;
 pub mod http;
 #[cfg(test)]
 mod tests;
+pub mod usage;
+pub mod usage_command;
 
 use std::path::{Path, PathBuf};
 
@@ -84,6 +87,11 @@ enum DeviceCommand {
         #[arg(long)]
         ca: Option<PathBuf>,
     },
+    /// A metered seat's usage: status, a run of the product, packet requests.
+    Usage {
+        #[command(subcommand)]
+        command: usage_command::UsageCommand,
+    },
     /// Verify a device key offline with only the provider's public key.
     Verify {
         /// Provider public key PEM.
@@ -142,6 +150,7 @@ impl super::Run for Device {
                 let outcome = block_on(change::return_seat(&opts))?;
                 report_change(&outcome, global.json)
             }
+            DeviceCommand::Usage { command } => usage_command::run(command, global.json),
             DeviceCommand::Verify {
                 provider_key,
                 device_key,
@@ -161,7 +170,7 @@ impl super::Run for Device {
 }
 
 /// Runs one client exchange on a small runtime of its own.
-fn block_on<T>(
+pub(super) fn block_on<T>(
     exchange: impl std::future::Future<Output = Result<T, ClientError>>,
 ) -> Result<T, CliError> {
     let runtime = tokio::runtime::Builder::new_current_thread()

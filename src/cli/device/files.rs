@@ -143,17 +143,19 @@ pub(super) fn write_private_json(
     let mut text = serde_json::to_string_pretty(value)
         .map_err(|e| io_error("cannot write", std::io::Error::other(e)))?;
     text.push('\n');
-    let file_name = path.file_name().ok_or_else(|| {
-        io_error(
-            "cannot write",
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"),
-        )
-    })?;
+    write_private(path, text.as_bytes()).map_err(|e| io_error("cannot write", e))
+}
+
+/// Replaces `path` atomically with `contents`, mode 0600: a temporary file in the same
+/// folder, flushed to disk, renamed over it (a crash leaves the old file or the new one).
+pub(super) fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"))?;
     let tmp = path.with_file_name(format!(".{}.tmp", file_name.to_string_lossy()));
-    write_owner_only(&tmp, text.as_bytes()).map_err(|e| io_error("cannot write", e))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
+    write_owner_only(&tmp, contents)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
-        io_error("cannot write", e)
     })
 }
 

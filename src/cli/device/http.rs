@@ -145,15 +145,31 @@ pub(super) async fn send_json<T: Serialize>(
     url: &reqwest::Url,
     body: &T,
 ) -> Result<(reqwest::StatusCode, Answer), ClientError> {
-    let response = client
+    send(client.post(url.clone()).json(body), url).await
+}
+
+/// POSTs a compact JWS (`application/jose`, DESIGN §10.3) to `url` and reads the answer.
+pub(super) async fn send_jose(
+    client: &reqwest::Client,
+    url: &reqwest::Url,
+    token: String,
+) -> Result<(reqwest::StatusCode, Answer), ClientError> {
+    let request = client
         .post(url.clone())
-        .json(body)
-        .send()
-        .await
-        .map_err(|source| ClientError::Http {
-            url: url.to_string(),
-            source,
-        })?;
+        .header(reqwest::header::CONTENT_TYPE, "application/jose")
+        .body(token);
+    send(request, url).await
+}
+
+/// Sends a request and reads the status, capped body and `Retry-After` of its answer.
+async fn send(
+    request: reqwest::RequestBuilder,
+    url: &reqwest::Url,
+) -> Result<(reqwest::StatusCode, Answer), ClientError> {
+    let response = request.send().await.map_err(|source| ClientError::Http {
+        url: url.to_string(),
+        source,
+    })?;
     let status = response.status();
     let retry_after = retry_after(&response);
     let bytes = read_body(response, url.as_str()).await?;
