@@ -160,3 +160,49 @@ pub fn reset_device(app: &App, seat_id: &str, actor: &str) -> Result<Option<Stri
         Ok(seat.meter_flag)
     })
 }
+
+/// The figures `/metrics` reports per metered license (all instances, from the database).
+#[derive(Debug, Clone, Default)]
+pub struct UsageGauge {
+    pub license: String,
+    pub units: i64,
+    pub issued: i64,
+    pub packets: i64,
+    pub devices_flagged: i64,
+}
+
+/// [`UsageGauge`]s of every metered license, by license id: three grouped queries.
+pub fn gauges(conn: &mut crate::db::DbConn) -> Result<Vec<UsageGauge>, MeterError> {
+    use crate::db::schema::licenses;
+    use diesel::dsl::count_star;
+    let pools: Vec<(String, Option<String>, i64)> = licenses::table
+        .filter(licenses::meter_terms.is_not_null())
+        .order(licenses::id.asc())
+        .select((licenses::id, licenses::meter_terms, licenses::meter_issued))
+        .load(conn)?;
+    let packets: Vec<(String, i64)> = meter_packets::table
+        .inner_join(seats::table)
+        .group_by(seats::license_id)
+        .select((seats::license_id, count_star()))
+        .load(conn)?;
+    let flagged: Vec<(String, i64)> = seats::table
+        .filter(seats::meter_flag.is_not_null())
+        .group_by(seats::license_id)
+        .select((seats::license_id, count_star()))
+        .load(conn)?;
+    let of = |rows: &[(String, i64)], lic: &str| {
+        rows.iter().find(|(id, _)| id == lic).map_or(0, |(_, n)| *n)
+    };
+    Ok(pools
+        .into_iter()
+        .map(|(license, terms, issued)| UsageGauge {
+            units: terms
+                .and_then(|t| serde_json::from_str::<seatkeep_device::meter::MeterTerms>(&t).ok())
+                .map_or(0, |t| t.units),
+            issued,
+            packets: of(&packets, &license),
+            devices_flagged: of(&flagged, &license),
+            license,
+        })
+        .collect())
+}

@@ -697,3 +697,81 @@ async fn metered_three_instances_share_one_pool() {
     assert_eq!(gaps, 0, "per-seat seq 1..n without gaps");
     env.db.assert_journal_gapless();
 }
+
+/// Revocation, an untrusted clock and retirement stop packets as they stop seats, and
+/// change nothing; `/metrics` reports the pool.
+async fn seat_rules_hold_for_packets(backend: Backend) {
+    let env = TestEnv::new(backend);
+    let key_file = metered_key_file(&env, "LIC-L", 1, 5, 1000);
+    import(&env, "l.seatkey", &key_file);
+    let mut server = env.serve().await;
+    let mut device = register(&env, &server, &key_file, "hh-1").await;
+    let (status, answer) = device.ask(&server, 24, false).await;
+    assert_eq!(status, 201, "{answer}");
+    device.apply(&answer);
+    let metrics = server.metrics().await;
+    for line in [
+        "seatkeep_usage_units{license=\"LIC-L\"} 1000",
+        "seatkeep_usage_units_issued_total{license=\"LIC-L\"} 24",
+        "seatkeep_usage_packets_issued_total{license=\"LIC-L\"} 1",
+        "seatkeep_usage_devices_flagged{license=\"LIC-L\"} 0",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+    let before = ledger(&env, "LIC-L");
+
+    env.cli_ok(&["licenses", "revoke", "LIC-L", "--reason", "unpaid"]);
+    let (status, body) = device.ask(&server, 24, false).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("license_revoked")),
+        "{body}"
+    );
+    assert_eq!(ledger(&env, "LIC-L"), before);
+    env.cli_ok(&["licenses", "reinstate", "LIC-L"]);
+
+    // A server that ran two days ahead left its high-water mark; one on the real clock
+    // signs nothing.
+    server.kill();
+    let mut ahead = env.serve_at_offset(48 * 3600).await;
+    assert_eq!(ahead.get("/readyz").await.0, 200);
+    ahead.kill();
+    let mut server = env.serve().await;
+    let reported = device.meter.state().reported();
+    let request = device.crafted(
+        &server_id(&env),
+        "LIC-L",
+        "clock-behind-000000001",
+        24,
+        reported,
+    );
+    let (status, body) = send(&server, &device.seat, &request).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("clock_untrusted")),
+        "{body}"
+    );
+    assert_eq!(ledger(&env, "LIC-L"), before);
+    server.kill();
+
+    let server = env.serve_at_offset(48 * 3600).await;
+    env.cli_ok(&["seats", "retire", &device.seat]);
+    let request = device.crafted(
+        &server_id(&env),
+        "LIC-L",
+        "after-retire-00000001",
+        24,
+        reported,
+    );
+    let (status, body) = send(&server, &device.seat, &request).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("seat_not_active")),
+        "{body}"
+    );
+    assert_eq!(ledger(&env, "LIC-L"), before);
+}
+both_backends!(
+    metered_seat_rules_hold_for_packets,
+    seat_rules_hold_for_packets
+);
