@@ -222,8 +222,9 @@ diesel::joinable!(refusal_counts -> licenses (license_id));
 diesel::joinable!(device_proofs -> seats (seat_id));
 diesel::table! {
     /// Every packet issued (DESIGN §10.3), claims frozen at issue, token once signed.
-    meter_packets (seat_id, seq) {
+    meter_packets (seat_id, device_jkt, seq) {
         seat_id -> Text,
+        device_jkt -> Text,
         seq -> BigInt,
         request_jti -> Text,
         claims -> Text,

@@ -45,6 +45,8 @@ impl From<MeterError> for TxFail {
 #[diesel(table_name = meter_packets, treat_none_as_default_value = false)]
 pub struct PacketRow {
     pub seat_id: String,
+    /// The device key it is for: packets are numbered per seat and key.
+    pub device_jkt: String,
     pub seq: i64,
     pub request_jti: String,
     pub claims: String,
@@ -151,6 +153,7 @@ pub fn issue(conn: &mut DbConn, it: &Issue<'_>) -> Result<Issued, TxFail> {
     };
     let row = PacketRow {
         seat_id: seat.id.clone(),
+        device_jkt: it.jkt.to_owned(),
         seq,
         request_jti: asked.jti.clone(),
         claims: serde_json::to_string(&claims)
@@ -263,11 +266,13 @@ fn new_packet_id() -> String {
 /// The packets `seqs` of a seat, with their tokens: a packet whose token was lost to a
 /// crash between commit and signing is signed now from its frozen claims and stored.
 /// Signing runs outside any write transaction.
-pub fn tokens(app: &App, seat_id: &str, seqs: &[i64]) -> Result<Vec<String>, MeterError> {
+pub fn tokens(app: &App, seat: &Seat, seqs: &[i64]) -> Result<Vec<String>, MeterError> {
+    let jkt = seat.device_jkt.as_deref().unwrap_or_default();
     let rows: Vec<PacketRow> = {
         let mut conn = app.db.conn()?;
         meter_packets::table
-            .filter(meter_packets::seat_id.eq(seat_id))
+            .filter(meter_packets::seat_id.eq(&seat.id))
+            .filter(meter_packets::device_jkt.eq(jkt))
             .filter(meter_packets::seq.eq_any(seqs))
             .order(meter_packets::seq.asc())
             .select(PacketRow::as_select())
@@ -288,20 +293,26 @@ pub fn token_of(app: &App, row: PacketRow) -> Result<String, MeterError> {
         .identity
         .key()
         .sign_jws(PACKET_TYP, app.identity.id(), &claims)?;
-    let (seat_id, seq, signed) = (row.seat_id.clone(), row.seq, token.clone());
+    let (seat_id, jkt, seq, signed) = (
+        row.seat_id.clone(),
+        row.device_jkt.clone(),
+        row.seq,
+        token.clone(),
+    );
     // First writer wins: a concurrent retry may have stored its own signature (the same
     // bytes for EdDSA; PS256 signatures differ), and every answer must carry the stored one.
     let stored: Option<String> = app.db.write(&row.seat_id, move |conn| {
         diesel::update(
             meter_packets::table
                 .filter(meter_packets::seat_id.eq(&seat_id))
+                .filter(meter_packets::device_jkt.eq(&jkt))
                 .filter(meter_packets::seq.eq(seq))
                 .filter(meter_packets::token.is_null()),
         )
         .set(meter_packets::token.eq(&signed))
         .execute(conn)?;
         meter_packets::table
-            .find((&seat_id, seq))
+            .find((&seat_id, &jkt, seq))
             .select(meter_packets::token)
             .get_result::<Option<String>>(conn)
             .map_err(MeterError::from)

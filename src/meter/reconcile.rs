@@ -44,11 +44,12 @@ pub fn impossible(seat: &Seat, state: &ReportedState, applied_units: i64) -> Opt
     None
 }
 
-/// Units granted by the seat's packets `1..=last_seq`.
-pub fn applied_units(conn: &mut DbConn, seat_id: &str, last_seq: i64) -> Result<i64, DbError> {
+/// Units granted by the packets `1..=last_seq` of the seat's current device key.
+pub fn applied_units(conn: &mut DbConn, seat: &Seat, last_seq: i64) -> Result<i64, DbError> {
     // Summed here: SUM(BIGINT) is NUMERIC on PostgreSQL, and a seat has few packets.
     let amounts: Vec<i64> = meter_packets::table
-        .filter(meter_packets::seat_id.eq(seat_id))
+        .filter(meter_packets::seat_id.eq(&seat.id))
+        .filter(meter_packets::device_jkt.eq(seat.device_jkt.as_deref().unwrap_or_default()))
         .filter(meter_packets::seq.le(last_seq))
         .select(meter_packets::amount)
         .load(conn)?;

@@ -110,7 +110,7 @@ fn attempt(
         if known.body_sha256 != body_sha256 {
             return Err(MeterError::RequestIdReused(claims.jti.clone()).into());
         }
-        let packets = issue::tokens(app, &seat.id, &known.seqs()?)?;
+        let packets = issue::tokens(app, &seat, &known.seqs()?)?;
         return ctx.reply(false, packets, current_issued(app, &license.id)?);
     }
     let now = app.clock.now();
@@ -157,7 +157,7 @@ fn answer_unissued(ctx: &Ctx<'_>, seqs: Vec<i64>, now: i64) -> Result<PacketsRep
             };
             issue::answer_without_issue(conn, &asked, &answered)
         })?;
-    let packets = issue::tokens(ctx.app, &ctx.seat.id, &seqs)?;
+    let packets = issue::tokens(ctx.app, ctx.seat, &seqs)?;
     ctx.reply(false, packets, ctx.license.meter_issued)
 }
 
@@ -281,7 +281,7 @@ fn check_state(
     let applied = {
         let last_seq = claims.state.last_seq.min(seat.packet_seq);
         let mut conn = app.db.conn()?;
-        reconcile::applied_units(&mut conn, &seat.id, last_seq)?
+        reconcile::applied_units(&mut conn, seat, last_seq)?
     };
     let Some(reason) = reconcile::impossible(seat, &claims.state, applied) else {
         return Ok(());

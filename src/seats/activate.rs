@@ -55,6 +55,17 @@ pub fn activate(app: &App, req: &ActivationRequest) -> Result<Activation, SeatEr
             seat.device_jwk = Some(key.json.clone());
             seat.device_jkt = Some(key.jkt.clone());
         }
+        if held
+            .as_ref()
+            .is_some_and(|old| old.device_jkt != seat.device_jkt)
+        {
+            // Another device key (a reinstall, after an admin retired the seat) is a new
+            // meter state: its packets are numbered from 1 and its reports start afresh.
+            seat.packet_seq = 0;
+            seat.reported_last_seq = 0;
+            seat.reported_used = 0;
+            seat.meter_flag = None;
+        }
         seat.device_key = sign_device_key(app, &license, &seat, now)?;
         seat.return_token_hash =
             hash_return_token(&app.identity.return_token(&seat.id, seat.cycle));
@@ -143,8 +154,8 @@ fn next_seat(
         released_at: None,
         device_jwk: None,
         device_jkt: None,
-        // Packet numbering and reports continue on a seat taken again (same device, same
-        // state file); a flag stays until an operator resets it.
+        // Packet numbering and reports continue on a seat taken again with the same key
+        // (same device, same state file); a flag stays until an operator resets it.
         packet_seq: held.map_or(0, |s| s.packet_seq),
         reported_last_seq: held.map_or(0, |s| s.reported_last_seq),
         reported_used: held.map_or(0, |s| s.reported_used),
@@ -233,6 +244,10 @@ fn grant(
             seats::released_at.eq(None::<i64>),
             seats::device_jwk.eq(&seat.device_jwk),
             seats::device_jkt.eq(&seat.device_jkt),
+            seats::packet_seq.eq(seat.packet_seq),
+            seats::reported_last_seq.eq(seat.reported_last_seq),
+            seats::reported_used.eq(seat.reported_used),
+            seats::meter_flag.eq(&seat.meter_flag),
         ))
         .execute(conn)?,
     };

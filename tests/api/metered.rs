@@ -238,6 +238,18 @@ async fn packets_reach_the_device(backend: Backend) {
         (status, body["code"].as_str()),
         (409, Some("device_key_mismatch"))
     );
+
+    // A reinstall: an admin retires the seat, the device activates with its new key and a
+    // fresh state; its packets are numbered from 1 again and apply.
+    env.cli_ok(&["seats", "retire", &device.seat]);
+    let mut reinstalled = register(&env, &server, &key_file, "hh-1").await;
+    assert_eq!(reinstalled.seat, device.seat);
+    let (status, answer) = reinstalled.ask(&server, 24, false).await;
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(packet_claims(answer["packets"][0].as_str().unwrap()).seq, 1);
+    reinstalled.apply(&answer);
+    assert_eq!(reinstalled.meter.state().reported().balance, 24);
+    assert_eq!(ledger(&env, "LIC-M"), (60, 3, 3));
     env.db.assert_journal_gapless();
 }
 both_backends!(metered_packets_reach_the_device, packets_reach_the_device);

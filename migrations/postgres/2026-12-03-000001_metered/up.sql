@@ -25,15 +25,18 @@ ALTER TABLE seats ADD COLUMN meter_flag TEXT;
 
 -- Every packet issued, its claims frozen in the issuing transaction; the token is signed
 -- after the commit and stored, so a retry after a crash signs the same claims again.
+-- Packets are numbered per seat and device key: a device that was retired and activated
+-- again with a new key (a reinstall) starts a new state, whose packets start at 1 again.
 CREATE TABLE meter_packets (
     seat_id     TEXT NOT NULL REFERENCES seats (id),
+    device_jkt  TEXT NOT NULL,
     seq         BIGINT NOT NULL,
     request_jti TEXT NOT NULL,
     claims      TEXT NOT NULL,      -- JSON PacketClaims
     amount      BIGINT NOT NULL,
     issued_at   BIGINT NOT NULL,
     token       TEXT,               -- compact JWS, NULL until signed
-    PRIMARY KEY (seat_id, seq),
+    PRIMARY KEY (seat_id, device_jkt, seq),
     CONSTRAINT meter_packets_amount_positive CHECK (amount >= 1)
 );
 
