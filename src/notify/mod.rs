@@ -37,6 +37,7 @@ pub enum Kind {
     Expiring,
     ClockUntrusted,
     FederationOverdue,
+    UsageStateInvalid,
 }
 
 impl Kind {
@@ -47,6 +48,7 @@ impl Kind {
             Self::Expiring => "expiring",
             Self::ClockUntrusted => "clock_untrusted",
             Self::FederationOverdue => "federation_overdue",
+            Self::UsageStateInvalid => "usage_state_invalid",
         }
     }
 }
@@ -154,6 +156,37 @@ pub fn queue(
     Ok(inserted == 1)
 }
 
+/// A flagged metered device: one email to the operators per flag (keyed by the change).
+fn usage_state_invalid(
+    conn: &mut DbConn,
+    change: &Change<'_>,
+    lic: &str,
+    recorded: Recorded,
+) -> Result<(), DbError> {
+    if settings().operators.is_empty() {
+        return Ok(());
+    }
+    let text = |name: &str| change.detail[name].as_str().unwrap_or_default().to_owned();
+    let rendered = render::UsageStateInvalid {
+        license: lic,
+        seat: change.seat.unwrap_or_default(),
+        device_id: &text("device_id"),
+        reason: &text("reason"),
+        url: &settings().public_url,
+    }
+    .render();
+    queue(
+        conn,
+        Kind::UsageStateInvalid,
+        Some(lic),
+        &settings().operators,
+        &format!("usage_state_invalid:{lic}:{}", recorded.seq),
+        rendered,
+        change.at,
+    )?;
+    Ok(())
+}
+
 /// The license's admins, as stored (a JSON array).
 fn admins(license: &License) -> Vec<String> {
     serde_json::from_str(&license.admins).unwrap_or_default()
@@ -221,6 +254,9 @@ pub fn on_change(
     let (Some(recorded), Some(lic)) = (recorded, change.license) else {
         return Ok(());
     };
+    if change.kind == ChangeKind::UsageStateInvalid {
+        return usage_state_invalid(conn, change, lic, recorded);
+    }
     if change.kind != ChangeKind::SeatActivated || recorded.seats <= 0 {
         return Ok(());
     }

@@ -384,7 +384,7 @@ both_backends!(
 /// A report that goes backwards, or spends more than was issued: 409, flagged, audited and
 /// federated; nothing until `usage reset-device`.
 async fn impossible_states_flag_the_device(backend: Backend) {
-    let env = TestEnv::new(backend);
+    let env = TestEnv::with_config(backend, "[notify]\noperators = [\"ops@site.example\"]\n");
     let key_file = metered_key_file(&env, "LIC-S", 1, 5, 1000);
     import(&env, "s.seatkey", &key_file);
     let server = env.serve().await;
@@ -432,6 +432,14 @@ async fn impossible_states_flag_the_device(backend: Backend) {
         env.db
             .count("federation_events", "kind = 'usage.state_invalid'"),
         1
+    );
+    assert_eq!(
+        env.db.count(
+            "notifications",
+            "kind = 'usage_state_invalid' AND recipients LIKE '%ops@site.example%'"
+        ),
+        1,
+        "the operators are told"
     );
     // Flagged: even a possible report gets nothing.
     let (status, body) = device.ask(&server, 24, false).await;
