@@ -12,6 +12,7 @@ use seatkeep_device::meter::wire::{
     PacketClaims, PacketRequestClaims, PacketsAnswer, ReportedState, sign_packet_request,
 };
 use seatkeep_device::meter::{Clocks, MemoryStore, Meter};
+use seatkeep_device::proof::{ProofAction, ProofClaims};
 use seatkeep_device::{DeviceJwk, ProviderKey, verify_device_key};
 use serde_json::{Value, json};
 
@@ -113,16 +114,7 @@ async fn register(env: &TestEnv, server: &TestServer, key_file: &str, id: &str) 
         )
         .await;
     assert_eq!(status, 201, "{body}");
-    let pinned = ProviderKey::from_pem(&std::fs::read(&env.provider_pub).unwrap()).unwrap();
-    let verified = verify_device_key(
-        &pinned,
-        body["key_file"].as_str().unwrap(),
-        body["device_key"].as_str().unwrap(),
-        id,
-        None,
-        now(),
-    )
-    .unwrap();
+    let verified = verify_answer(env, &body, id);
     let jkt = DeviceJwk::from_key(&key.verifying_key()).thumbprint();
     assert_eq!(
         verified
@@ -140,6 +132,34 @@ async fn register(env: &TestEnv, server: &TestServer, key_file: &str, id: &str) 
         meter,
         started: Instant::now(),
     }
+}
+
+/// A metered license (`seats` devices, `units` sold) imported, and a server for it.
+async fn metered_site(
+    env: TestEnv,
+    lic: &str,
+    seats: i64,
+    units: i64,
+) -> (TestEnv, String, TestServer) {
+    let key_file = metered_key_file(&env, lic, 1, seats, units);
+    import(&env, &format!("{lic}.seatkey"), &key_file);
+    let server = env.serve().await;
+    (env, key_file, server)
+}
+
+/// Verifies an activation answer's chain as the device does: provider key → key file →
+/// device key.
+fn verify_answer(env: &TestEnv, body: &Value, id: &str) -> seatkeep_device::VerifiedDevice {
+    let pinned = ProviderKey::from_pem(&std::fs::read(&env.provider_pub).unwrap()).unwrap();
+    verify_device_key(
+        &pinned,
+        body["key_file"].as_str().unwrap(),
+        body["device_key"].as_str().unwrap(),
+        id,
+        None,
+        now(),
+    )
+    .unwrap()
 }
 
 async fn send(server: &TestServer, seat: &str, body: &str) -> (u16, Value) {
@@ -177,10 +197,7 @@ fn ledger(env: &TestEnv, lic: &str) -> (i64, i64, i64) {
 /// Register, ask, verify and apply; the device key binds the device's key; the pool, the
 /// audit and the federation event record the packet.
 async fn packets_reach_the_device(backend: Backend) {
-    let env = TestEnv::new(backend);
-    let key_file = metered_key_file(&env, "LIC-M", 1, 5, 1000);
-    import(&env, "m.seatkey", &key_file);
-    let server = env.serve().await;
+    let (env, key_file, server) = metered_site(TestEnv::new(backend), "LIC-M", 5, 1000).await;
     let (status, body) = server.activate(&key_file, "hh-0", "Ada").await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["code"], "invalid_request");
@@ -257,10 +274,7 @@ both_backends!(metered_packets_reach_the_device, packets_reach_the_device);
 /// The same bytes again: the same packet, charged once; the same id with another body: 422;
 /// a packet whose token was lost between commit and signing is signed from its frozen claims.
 async fn repeats_are_idempotent(backend: Backend) {
-    let env = TestEnv::new(backend);
-    let key_file = metered_key_file(&env, "LIC-R", 1, 5, 1000);
-    import(&env, "r.seatkey", &key_file);
-    let server = env.serve().await;
+    let (env, key_file, server) = metered_site(TestEnv::new(backend), "LIC-R", 5, 1000).await;
     let mut device = register(&env, &server, &key_file, "hh-1").await;
     let request = device.request(24, false);
     let (status, first) = send(&server, &device.seat, &request).await;
@@ -311,10 +325,7 @@ both_backends!(metered_repeats_are_idempotent, repeats_are_idempotent);
 
 /// A spent pool answers 409 with the figures; `partial` takes exactly what is left.
 async fn exhausted_and_partial(backend: Backend) {
-    let env = TestEnv::new(backend);
-    let key_file = metered_key_file(&env, "LIC-X", 1, 5, 50);
-    import(&env, "x.seatkey", &key_file);
-    let server = env.serve().await;
+    let (env, key_file, server) = metered_site(TestEnv::new(backend), "LIC-X", 5, 50).await;
     let mut a = register(&env, &server, &key_file, "hh-a").await;
     let mut b = register(&env, &server, &key_file, "hh-b").await;
     let (status, answer) = a.ask(&server, 40, false).await;
@@ -354,10 +365,7 @@ both_backends!(metered_exhausted_and_partial, exhausted_and_partial);
 
 /// Two packets unapplied: a third request gets those two again, and nothing is charged.
 async fn outstanding_packets_are_capped(backend: Backend) {
-    let env = TestEnv::new(backend);
-    let key_file = metered_key_file(&env, "LIC-O", 1, 5, 1000);
-    import(&env, "o.seatkey", &key_file);
-    let server = env.serve().await;
+    let (env, key_file, server) = metered_site(TestEnv::new(backend), "LIC-O", 5, 1000).await;
     let mut device = register(&env, &server, &key_file, "hh-1").await;
     let mut packets = Vec::new();
     for _ in 0..2 {
@@ -384,10 +392,13 @@ both_backends!(
 /// A report that goes backwards, or spends more than was issued: 409, flagged, audited and
 /// federated; nothing until `usage reset-device`.
 async fn impossible_states_flag_the_device(backend: Backend) {
-    let env = TestEnv::with_config(backend, "[notify]\noperators = [\"ops@site.example\"]\n");
-    let key_file = metered_key_file(&env, "LIC-S", 1, 5, 1000);
-    import(&env, "s.seatkey", &key_file);
-    let server = env.serve().await;
+    let (env, key_file, server) = metered_site(
+        TestEnv::with_config(backend, "[notify]\noperators = [\"ops@site.example\"]\n"),
+        "LIC-S",
+        5,
+        1000,
+    )
+    .await;
     let mut device = register(&env, &server, &key_file, "hh-1").await;
     let (status, answer) = device.ask(&server, 24, false).await;
     assert_eq!(status, 201, "{answer}");
@@ -500,10 +511,7 @@ both_backends!(
 
 /// A renewal lowering the pool below what was issued stops issuing until a top-up.
 async fn renewals_move_the_pool(backend: Backend) {
-    let env = TestEnv::new(backend);
-    let key_file = metered_key_file(&env, "LIC-N", 1, 5, 50);
-    import(&env, "n1.seatkey", &key_file);
-    let server = env.serve().await;
+    let (env, key_file, server) = metered_site(TestEnv::new(backend), "LIC-N", 5, 50).await;
     let mut device = register(&env, &server, &key_file, "hh-1").await;
     let (status, answer) = device.ask(&server, 48, false).await;
     assert_eq!(status, 201, "{answer}");
@@ -540,11 +548,8 @@ both_backends!(metered_renewals_move_the_pool, renewals_move_the_pool);
 
 /// Each bad input gets its code, and the pool, packets and request records stay as they were.
 async fn bad_requests_change_nothing(backend: Backend) {
-    let env = TestEnv::new(backend);
-    let key_file = metered_key_file(&env, "LIC-B", 1, 5, 1000);
-    import(&env, "b.seatkey", &key_file);
+    let (env, key_file, server) = metered_site(TestEnv::new(backend), "LIC-B", 5, 1000).await;
     let plain = env.import_license("LIC-PLAIN", 5);
-    let server = env.serve().await;
     let mut device = register(&env, &server, &key_file, "hh-1").await;
     let aud = server_id(&env);
     let zero = ReportedState {
@@ -721,10 +726,7 @@ async fn metered_three_instances_share_one_pool() {
 /// Revocation, an untrusted clock and retirement stop packets as they stop seats, and
 /// change nothing; `/metrics` reports the pool.
 async fn seat_rules_hold_for_packets(backend: Backend) {
-    let env = TestEnv::new(backend);
-    let key_file = metered_key_file(&env, "LIC-L", 1, 5, 1000);
-    import(&env, "l.seatkey", &key_file);
-    let mut server = env.serve().await;
+    let (env, key_file, mut server) = metered_site(TestEnv::new(backend), "LIC-L", 5, 1000).await;
     let mut device = register(&env, &server, &key_file, "hh-1").await;
     let (status, answer) = device.ask(&server, 24, false).await;
     assert_eq!(status, 201, "{answer}");
@@ -794,4 +796,108 @@ async fn seat_rules_hold_for_packets(backend: Backend) {
 both_backends!(
     metered_seat_rules_hold_for_packets,
     seat_rules_hold_for_packets
+);
+
+/// A device proof for `action` on the device's seat.
+fn proof(
+    device: &Device,
+    aud: &str,
+    action: ProofAction,
+    user_name: Option<&str>,
+    jti: &str,
+) -> String {
+    seatkeep_device::proof::sign(
+        &device.key,
+        &ProofClaims {
+            iss: device.id.clone(),
+            aud: aud.into(),
+            seat: device.seat.clone(),
+            action,
+            user_name: user_name.map(str::to_owned),
+            jti: jti.into(),
+            iat: now(),
+        },
+    )
+}
+
+/// Reissue and return work for metered seats (with the device's proofs): the reissued key
+/// still binds the device's key, packets go on after a reissue, and a returned seat gets
+/// none until the device takes it back with the same key and state.
+async fn reissue_and_return_keep_working(backend: Backend) {
+    let (env, key_file, server) = metered_site(TestEnv::new(backend), "LIC-C", 5, 1000).await;
+    let mut device = register(&env, &server, &key_file, "hh-1").await;
+    let (status, answer) = device.ask(&server, 24, false).await;
+    assert_eq!(status, 201, "{answer}");
+    device.apply(&answer);
+    let aud = server_id(&env);
+
+    let renamed = proof(
+        &device,
+        &aud,
+        ProofAction::Reissue,
+        Some("Grace"),
+        "reissue-proof-0001",
+    );
+    let (status, body) = server
+        .post(
+            &format!("/api/v1/activations/{}/reissue", device.seat),
+            &json!({"proof": renamed, "user_name": "Grace"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let verified = verify_answer(&env, &body, "hh-1");
+    assert_eq!(verified.device_key_claims.r#gen, 2);
+    assert_eq!(
+        verified.device_key_claims.cnf.map(|c| c.jkt),
+        Some(DeviceJwk::from_key(&device.key.verifying_key()).thumbprint())
+    );
+    let (status, answer) = device.ask(&server, 24, false).await;
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(packet_claims(answer["packets"][0].as_str().unwrap()).seq, 2);
+    device.apply(&answer);
+
+    let give_back = proof(
+        &device,
+        &aud,
+        ProofAction::Return,
+        None,
+        "return-proof-00001",
+    );
+    let (status, body) = server
+        .post(
+            &format!("/api/v1/activations/{}/return", device.seat),
+            &json!({"proof": give_back}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["state"].as_str()),
+        (200, Some("returned")),
+        "{body}"
+    );
+    let (status, body) = device.ask(&server, 24, false).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("seat_not_active")),
+        "{body}"
+    );
+    assert_eq!(ledger(&env, "LIC-C").0, 48);
+
+    // Back with the same key and state: numbering goes on.
+    let (status, body) = server
+        .post(
+            "/api/v1/activations",
+            &json!({"key_file": key_file, "device_id": "hh-1", "user_name": "Grace",
+                    "device_jwk": jwk(&device.key)}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, answer) = device.ask(&server, 24, false).await;
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(packet_claims(answer["packets"][0].as_str().unwrap()).seq, 3);
+    device.apply(&answer);
+    assert_eq!(device.meter.state().reported().last_seq, 3);
+}
+both_backends!(
+    metered_reissue_and_return_keep_working,
+    reissue_and_return_keep_working
 );
