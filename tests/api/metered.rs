@@ -347,6 +347,15 @@ async fn exhausted_and_partial(backend: Backend) {
     );
     assert_eq!(answer["pool"], json!({"units": 50, "issued": 50}));
     b.apply(&answer);
+    assert_eq!(
+        env.db.count(
+            "notifications",
+            "kind = 'usage_exhausted' AND recipients LIKE '%buyer@customer.example%'"
+        ),
+        1,
+        "the packet that spent the pool told the admins"
+    );
+    assert_eq!(env.db.count("notifications", "kind = 'usage_threshold'"), 0);
     let (status, body) = b.ask(&server, 1, true).await;
     assert_eq!((status, &body["available"]), (409, &json!(0)), "{body}");
     assert_eq!(ledger(&env, "LIC-X"), (50, 2, 2));
@@ -516,6 +525,8 @@ async fn renewals_move_the_pool(backend: Backend) {
     let (status, answer) = device.ask(&server, 48, false).await;
     assert_eq!(status, 201, "{answer}");
     device.apply(&answer);
+    // 48 of 50: past the 90 % threshold, once.
+    assert_eq!(env.db.count("notifications", "kind = 'usage_threshold'"), 1);
     import(
         &env,
         "n2.seatkey",
