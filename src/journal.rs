@@ -50,6 +50,12 @@ pub enum ChangeKind {
     AdminRemoved,
     /// An unsent email was made due now.
     NotificationRetried,
+    /// A packet of usage units was issued to a metered seat (DESIGN §10.3).
+    UsageProvisioned,
+    /// A metered seat reported an impossible state and was flagged.
+    UsageStateInvalid,
+    /// An operator cleared a metered seat's flag (`seatkeep usage reset-device`).
+    UsageDeviceReset,
 }
 
 impl ChangeKind {
@@ -69,6 +75,9 @@ impl ChangeKind {
             Self::AdminRoleChanged => "admin.role_changed",
             Self::AdminRemoved => "admin.removed",
             Self::NotificationRetried => "notification.retried",
+            Self::UsageProvisioned => "usage.provisioned",
+            Self::UsageStateInvalid => "usage.state_invalid",
+            Self::UsageDeviceReset => "usage.device_reset",
         }
     }
 }

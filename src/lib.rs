@@ -21,6 +21,7 @@ pub mod jobs;
 pub mod journal;
 pub mod keyfile;
 pub mod licenses;
+pub mod meter;
 pub mod metrics;
 pub mod notify;
 pub mod revocation;

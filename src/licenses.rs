@@ -12,6 +12,7 @@ use crate::db::{DbConn, DbError, is_unique_violation};
 use crate::journal::{self, Change, ChangeKind};
 use crate::keyfile::{self, KeyFileClaims, KeyFileError, LicenseModel, VerifiedKeyFile};
 use crate::seats::{LicenseStatus, rules};
+use seatkeep_device::meter::MeterTerms;
 
 /// Why an import was refused.
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +113,7 @@ struct LicenseTerms {
     channel: Option<String>,
     current_key_file: String,
     updated_at: i64,
+    meter_terms: Option<String>,
 }
 
 impl LicenseTerms {
@@ -143,10 +145,11 @@ impl LicenseTerms {
                 .and_then(|ch| serde_json::to_string(ch).ok()),
             current_key_file: file.digest.clone(),
             updated_at: now,
+            meter_terms: c.meter.as_ref().and_then(|m| serde_json::to_string(m).ok()),
         }
     }
 
-    fn into_new_license(self, lic: &str, now: i64) -> License {
+    fn into_new_license(self, lic: &str, meter_cap: Option<i64>, now: i64) -> License {
         License {
             id: lic.to_owned(),
             issuer: self.issuer,
@@ -177,6 +180,9 @@ impl LicenseTerms {
             updated_at: now,
             change_seq: 0,
             exhaust_episode: 1,
+            meter_terms: self.meter_terms,
+            meter_cap: meter_cap.unwrap_or(0),
+            meter_issued: 0,
         }
     }
 }
@@ -324,6 +330,10 @@ fn store(
                 // More seats than before end a seats_exhausted episode (DESIGN §8).
                 licenses::exhaust_episode
                     .eq(licenses::exhaust_episode + i64::from(capacity > license.capacity)),
+                // A renewal carries the new lifetime total; what was issued stays issued.
+                licenses::meter_cap.eq(crate::meter::pool::cap_sql(
+                    claims.meter.as_ref().map_or(0, MeterTerms::cap),
+                )),
             ))
             .execute(conn)?;
             if changed != 1 {
@@ -336,7 +346,11 @@ fn store(
             ImportOutcome::Renewed
         }
         None => {
-            let license = LicenseTerms::from_claims(file, now).into_new_license(&claims.lic, now);
+            let license = LicenseTerms::from_claims(file, now).into_new_license(
+                &claims.lic,
+                claims.meter.as_ref().map(MeterTerms::cap),
+                now,
+            );
             diesel::insert_into(licenses::table)
                 .values(license)
                 .execute(conn)?;

@@ -82,7 +82,50 @@ pub fn render(app: &App) -> String {
     }
     notifications(&mut out, app, &outbox);
     federation(&mut out, app);
+    usage(&mut out, app);
     out
+}
+
+/// Metered licenses (all instances, from the database): units sold and issued, packets
+/// issued, devices flagged for an impossible report.
+fn usage(out: &mut String, app: &App) {
+    let rows = app
+        .db
+        .conn()
+        .ok()
+        .and_then(|mut c| crate::meter::ops::gauges(&mut c).ok())
+        .unwrap_or_default();
+    type Value = fn(&crate::meter::ops::UsageGauge) -> i64;
+    let gauges: [(&str, &str, &str, Value); 4] = [
+        (
+            "seatkeep_usage_units",
+            "gauge",
+            "Units sold, per metered license.",
+            |r| r.units,
+        ),
+        (
+            "seatkeep_usage_units_issued_total",
+            "counter",
+            "Units issued in packets, per metered license.",
+            |r| r.issued,
+        ),
+        (
+            "seatkeep_usage_packets_issued_total",
+            "counter",
+            "Packets issued, per metered license.",
+            |r| r.packets,
+        ),
+        (
+            "seatkeep_usage_devices_flagged",
+            "gauge",
+            "Devices refused for an impossible reported state until reset, per license.",
+            |r| r.devices_flagged,
+        ),
+    ];
+    for (name, kind, help, value) in gauges {
+        let values = rows.iter().map(|r| (r.license.as_str(), value(r)));
+        per_license(out, name, kind, help, values);
+    }
 }
 
 /// Federation per license (all instances, from the database): events the provider has not
@@ -110,15 +153,22 @@ fn federation(out: &mut String, app: &App) {
         ),
     ];
     for (name, help, value) in gauges {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-        for r in &rows {
-            let _ = writeln!(
-                out,
-                "{name}{{license=\"{}\"}} {}",
-                escape(&r.license),
-                value(r)
-            );
-        }
+        let values = rows.iter().map(|r| (r.license.as_str(), value(r)));
+        per_license(out, name, "gauge", help, values);
+    }
+}
+
+/// One metric with a value per license.
+fn per_license<'a>(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    values: impl Iterator<Item = (&'a str, i64)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (license, value) in values {
+        let _ = writeln!(out, "{name}{{license=\"{}\"}} {value}", escape(license));
     }
 }
 

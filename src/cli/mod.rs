@@ -16,6 +16,7 @@ mod provider;
 mod quickstart;
 mod seats;
 mod server;
+mod usage;
 
 use std::path::{Path, PathBuf};
 
@@ -115,6 +116,7 @@ commands! {
     Keyfile(keyfile::Keyfile),
     Licenses(licenses::Licenses),
     Seats(seats::Seats),
+    Usage(usage::Usage),
     Admin(admin::Admin),
     Notify(notify::Notify),
     Federation(federation::Federation),
@@ -166,6 +168,8 @@ pub enum CliError {
     Import { path: PathBuf, source: ImportError },
     #[error(transparent)]
     Seat(#[from] SeatError),
+    #[error(transparent)]
+    Meter(#[from] crate::meter::MeterError),
     #[error(transparent)]
     Admin(#[from] AdminError),
     #[error(transparent)]

@@ -65,6 +65,14 @@ pub struct License {
     pub federation_grace: Option<i64>,
     /// The key file's `federation.user_data`: batches carry raw device ids and user names.
     pub federation_user_data: bool,
+    /// `metered`: the key file's `meter` claim (JSON `MeterTerms`).
+    #[serde(serialize_with = "stored_json_opt")]
+    pub meter_terms: Option<String>,
+    /// Units that may be issued in all: the terms' cap, or `meter_issued` when a renewal
+    /// lowered the cap below it (see the migration `2026-12-03-000001_metered`).
+    pub meter_cap: i64,
+    /// Units issued so far.
+    pub meter_issued: i64,
 }
 
 /// Serializes a column holding JSON text as the JSON value it holds (as text if it is not
@@ -137,6 +145,14 @@ pub struct Seat {
     pub device_jwk: Option<String>,
     /// Its RFC 7638 thumbprint.
     pub device_jkt: Option<String>,
+    /// `metered`: the last packet `seq` issued to this seat (gapless from 1).
+    pub packet_seq: i64,
+    /// The highest packet the device reported applied.
+    pub reported_last_seq: i64,
+    /// Units the device reported used in all.
+    pub reported_used: i64,
+    /// Why the seat gets no packets (an impossible reported state), until reset.
+    pub meter_flag: Option<String>,
 }
 
 /// An audit row to insert.

@@ -33,6 +33,9 @@ diesel::table! {
         exhaust_episode -> BigInt,
         federation_grace -> Nullable<BigInt>,
         federation_user_data -> Bool,
+        meter_terms -> Nullable<Text>,
+        meter_cap -> BigInt,
+        meter_issued -> BigInt,
     }
 }
 
@@ -69,6 +72,10 @@ diesel::table! {
         released_at -> Nullable<BigInt>,
         device_jwk -> Nullable<Text>,
         device_jkt -> Nullable<Text>,
+        packet_seq -> BigInt,
+        reported_last_seq -> BigInt,
+        reported_used -> BigInt,
+        meter_flag -> Nullable<Text>,
     }
 }
 
@@ -171,6 +178,7 @@ diesel::table! {
         seats -> BigInt,
         overage -> Bool,
         key_file_seq -> BigInt,
+        usage -> Nullable<Text>,
     }
 }
 
@@ -223,7 +231,34 @@ diesel::joinable!(seats -> licenses (license_id));
 diesel::joinable!(refusal_counts -> licenses (license_id));
 diesel::joinable!(seat_moves_daily -> licenses (license_id));
 diesel::joinable!(device_proofs -> seats (seat_id));
+diesel::table! {
+    /// Every packet issued (DESIGN §10.3), claims frozen at issue, token once signed.
+    meter_packets (seat_id, device_jkt, seq) {
+        seat_id -> Text,
+        device_jkt -> Text,
+        seq -> BigInt,
+        request_jti -> Text,
+        claims -> Text,
+        amount -> BigInt,
+        issued_at -> BigInt,
+        token -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    /// Every packet request answered, by (seat, jti): the idempotency record.
+    packet_requests (seat_id, jti) {
+        seat_id -> Text,
+        jti -> Text,
+        body_sha256 -> Text,
+        packet_seqs -> Text,
+        created_at -> BigInt,
+    }
+}
+
 diesel::joinable!(federation_events -> licenses (license_id));
+diesel::joinable!(meter_packets -> seats (seat_id));
+diesel::joinable!(packet_requests -> seats (seat_id));
 diesel::joinable!(federation_state -> licenses (license_id));
 diesel::joinable!(console_sessions -> admins (admin_id));
 diesel::joinable!(auth_failures -> seats (seat_id));
@@ -244,4 +279,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     console_sessions,
     login_failures,
     auth_failures,
+    meter_packets,
+    packet_requests,
 );

@@ -23,6 +23,26 @@ pub struct EventRow {
     pub seats: i64,
     pub overage: bool,
     pub key_file_seq: i64,
+    /// The facts of a usage event (JSON [`UsageFacts`]); `None` for other events.
+    pub usage: Option<String>,
+}
+
+/// What a `usage.*` event adds (DESIGN §7): `amt`, `unit`, `issued`, `units` and the packet
+/// `seq` as `packet` for `usage.provisioned`; `reason` for `usage.state_invalid`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UsageFacts {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amt: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub units: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packet: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// The event type of a change, or `None` for changes the provider does not hear about.
@@ -37,12 +57,15 @@ pub fn event_type(kind: ChangeKind) -> Option<&'static str> {
         | ChangeKind::SeatActivated
         | ChangeKind::SeatReissued
         | ChangeKind::SeatReturned
-        | ChangeKind::SeatRetired => Some(kind.as_str()),
+        | ChangeKind::SeatRetired
+        | ChangeKind::UsageProvisioned
+        | ChangeKind::UsageStateInvalid => Some(kind.as_str()),
         ChangeKind::AdminAdded
         | ChangeKind::AdminPasswordChanged
         | ChangeKind::AdminRoleChanged
         | ChangeKind::AdminRemoved
-        | ChangeKind::NotificationRetried => None,
+        | ChangeKind::NotificationRetried
+        | ChangeKind::UsageDeviceReset => None,
     }
 }
 
@@ -78,6 +101,11 @@ pub fn record(conn: &mut DbConn, change: &Change<'_>, recorded: Recorded) -> Res
             .and_then(serde_json::Value::as_bool)
             .unwrap_or(false),
         key_file_seq: recorded.key_file_seq,
+        usage: kind
+            .starts_with("usage.")
+            .then(|| serde_json::from_value::<UsageFacts>(change.detail.clone()).ok())
+            .flatten()
+            .and_then(|facts| serde_json::to_string(&facts).ok()),
     };
     // Once per change, so on the concrete connection (see `on_backend!`).
     crate::on_backend!(conn, |c| diesel::insert_into(federation_events::table)
@@ -136,6 +164,11 @@ impl Disclosure {
             overage: row.overage,
             key_file_seq: row.key_file_seq,
             channel: self.channel.clone(),
+            usage: row
+                .usage
+                .as_deref()
+                .and_then(|text| serde_json::from_str(text).ok())
+                .unwrap_or_default(),
         }
     }
 }

@@ -38,6 +38,10 @@ pub struct Event {
     pub overage: bool,
     pub key_file_seq: i64,
     pub channel: Option<serde_json::Value>,
+    /// `usage.*` events: `amt`, `unit`, `issued`, `units`, `packet` (or `reason`), flattened
+    /// into the event.
+    #[serde(flatten, default)]
+    pub usage: super::events::UsageFacts,
 }
 
 /// The claims of a batch: consecutive events of one license.

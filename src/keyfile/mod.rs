@@ -189,13 +189,6 @@ pub fn verify(
         return Err(KeyFileError::BadSignature);
     }
     let claims = KeyFileClaims::from_json(&parsed.payload)?;
-    // The device library reads metered key files; this server does not hand out packets yet.
-    if claims.model == claims::LicenseModel::Metered {
-        return Err(KeyFileError::InvalidClaim {
-            claim: "model",
-            reason: "'metered' licenses are not supported by this Seatkeep version".into(),
-        });
-    }
     if claims.iss != key.provider {
         return Err(KeyFileError::IssuerMismatch {
             iss: claims.iss,

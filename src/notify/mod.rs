@@ -3,14 +3,15 @@
 //! application-side "sent already?" check, is what makes "once" hold on several instances:
 //! every insert is `ON CONFLICT DO NOTHING`.
 //!
-//! Rows are written from three places only: the journal (threshold, inside the change's
-//! transaction), the group-commit writer's refusal step (seats_exhausted, after every other
+//! Rows are written from three places only: the journal (threshold and the metered emails
+//! of [`usage`], inside the change's transaction), the group-commit writer's refusal step (seats_exhausted, after every other
 //! job of the batch, so outbox rows are locked last), and the watch job (expiry, clock).
 //! [`sender`] sends them.
 
 pub mod outbox;
 pub mod render;
 pub mod sender;
+mod usage;
 pub mod watch;
 
 use std::sync::OnceLock;
@@ -37,6 +38,9 @@ pub enum Kind {
     Expiring,
     ClockUntrusted,
     FederationOverdue,
+    UsageStateInvalid,
+    UsageExhausted,
+    UsageThreshold,
 }
 
 impl Kind {
@@ -47,6 +51,9 @@ impl Kind {
             Self::Expiring => "expiring",
             Self::ClockUntrusted => "clock_untrusted",
             Self::FederationOverdue => "federation_overdue",
+            Self::UsageStateInvalid => "usage_state_invalid",
+            Self::UsageExhausted => "usage_exhausted",
+            Self::UsageThreshold => "usage_threshold",
         }
     }
 }
@@ -72,7 +79,7 @@ pub fn configure(config: &Config) {
     });
 }
 
-fn settings() -> &'static Settings {
+pub(crate) fn settings() -> &'static Settings {
     SETTINGS.get_or_init(|| Settings {
         public_url: String::new(),
         threshold_percent: 90,
@@ -155,11 +162,11 @@ pub fn queue(
 }
 
 /// The license's admins, as stored (a JSON array).
-fn admins(license: &License) -> Vec<String> {
+pub(crate) fn admins(license: &License) -> Vec<String> {
     serde_json::from_str(&license.admins).unwrap_or_default()
 }
 
-fn license_url(license: &License) -> String {
+pub(crate) fn license_url(license: &License) -> String {
     format!("{}/console/licenses/{}", settings().public_url, license.id)
 }
 
@@ -221,6 +228,11 @@ pub fn on_change(
     let (Some(recorded), Some(lic)) = (recorded, change.license) else {
         return Ok(());
     };
+    match change.kind {
+        ChangeKind::UsageStateInvalid => return usage::state_invalid(conn, change, lic, recorded),
+        ChangeKind::UsageProvisioned => return usage::provisioned(conn, change, lic),
+        _ => {}
+    }
     if change.kind != ChangeKind::SeatActivated || recorded.seats <= 0 {
         return Ok(());
     }

@@ -69,6 +69,29 @@ pub struct FederationOverdue<'a> {
     pub url: &'a str,
 }
 
+/// The facts of a `usage_state_invalid` email (to the operators).
+pub struct UsageStateInvalid<'a> {
+    pub license: &'a str,
+    pub seat: &'a str,
+    pub device_id: &'a str,
+    pub reason: &'a str,
+    pub url: &'a str,
+}
+
+/// The facts of a `usage_exhausted` or `usage_threshold` email.
+pub struct UsagePool<'a> {
+    /// The pool is spent (else: the threshold was crossed).
+    pub exhausted: bool,
+    pub product: &'a str,
+    pub customer: &'a str,
+    pub license: &'a str,
+    pub issued: i64,
+    pub cap: i64,
+    pub unit: &'a str,
+    pub percent: i64,
+    pub url: &'a str,
+}
+
 /// The facts of `seatkeep notify test`.
 pub struct TestEmail<'a> {
     pub url: &'a str,
@@ -105,6 +128,8 @@ email_templates! {
     Expiring: ExpiringSubject ExpiringText ExpiringHtml = "email/expiring/subject.txt" "email/expiring/body.txt" "email/expiring/body.html";
     ClockUntrusted: ClockSubject ClockText ClockHtml = "email/clock_untrusted/subject.txt" "email/clock_untrusted/body.txt" "email/clock_untrusted/body.html";
     FederationOverdue: FederationSubject FederationText FederationHtml = "email/federation_overdue/subject.txt" "email/federation_overdue/body.txt" "email/federation_overdue/body.html";
+    UsageStateInvalid: UsageStateSubject UsageStateText UsageStateHtml = "email/usage_state_invalid/subject.txt" "email/usage_state_invalid/body.txt" "email/usage_state_invalid/body.html";
+    UsagePool: UsagePoolSubject UsagePoolText UsagePoolHtml = "email/usage_pool/subject.txt" "email/usage_pool/body.txt" "email/usage_pool/body.html";
     TestEmail: TestSubject TestText TestHtml = "email/test/subject.txt" "email/test/body.txt" "email/test/body.html";
 }
 

@@ -29,6 +29,7 @@ pub fn activate(app: &App, req: &ActivationRequest) -> Result<Activation, SeatEr
         })?;
         rules::check_usable(&license, now)?;
         rules::require_user_name(license.model, &req.user_name)?;
+        rules::require_device_jwk(license.model, device_key.as_ref())?;
         if let Some(seat) = held.as_ref().filter(|s| s.state == SeatState::Active) {
             // A seat with a registered key answers only to that key, and no repeat answer
             // carries the return token (DESIGN §5).
@@ -43,20 +44,7 @@ pub fn activate(app: &App, req: &ActivationRequest) -> Result<Activation, SeatEr
             return Ok(answer(app, &license, seat, false)?);
         }
         app.clock.check(now)?;
-        if let Some(grace) = license.federation_grace {
-            // A read outside the write: the oldest unacknowledged event's age (DESIGN §7).
-            let age = txn::read(app, |conn| {
-                crate::federation::status::oldest_pending_age(conn, &license.id, now)
-                    .map_err(SeatError::from)
-            })?;
-            if let Some(age) = age.filter(|age| *age > grace) {
-                return Err(SeatError::FederationOverdue {
-                    license: license.id.clone(),
-                    overdue_secs: age,
-                }
-                .into());
-            }
-        }
+        check_federation_grace(app, &license, now)?;
         if !rules::has_free_seat(&license) {
             // Full already: count the refusal without signing anything.
             app.db.count_refusal(&license.id, now)?;
@@ -66,6 +54,17 @@ pub fn activate(app: &App, req: &ActivationRequest) -> Result<Activation, SeatEr
         if let Some(key) = &device_key {
             seat.device_jwk = Some(key.json.clone());
             seat.device_jkt = Some(key.jkt.clone());
+        }
+        if held
+            .as_ref()
+            .is_some_and(|old| old.device_jkt != seat.device_jkt)
+        {
+            // Another device key (a reinstall, after an admin retired the seat) is a new
+            // meter state: its packets are numbered from 1 and its reports start afresh.
+            seat.packet_seq = 0;
+            seat.reported_last_seq = 0;
+            seat.reported_used = 0;
+            seat.meter_flag = None;
         }
         seat.device_key = sign_device_key(app, &license, &seat, now)?;
         seat.return_token_hash =
@@ -84,6 +83,25 @@ pub fn activate(app: &App, req: &ActivationRequest) -> Result<Activation, SeatEr
             }
         }
     })
+}
+
+/// Refuses new grants (seats, packets) once the license's `federation.grace` passed with
+/// events unacknowledged (DESIGN §7). A read outside any write: the oldest pending event's age.
+pub fn check_federation_grace(app: &App, license: &License, now: i64) -> Result<(), SeatError> {
+    let Some(grace) = license.federation_grace else {
+        return Ok(());
+    };
+    let age = txn::read(app, |conn| {
+        crate::federation::status::oldest_pending_age(conn, &license.id, now)
+            .map_err(SeatError::from)
+    })?;
+    match age.filter(|age| *age > grace) {
+        Some(age) => Err(SeatError::FederationOverdue {
+            license: license.id.clone(),
+            overdue_secs: age,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// A license and the device's seat under it, in one query.
@@ -136,6 +154,12 @@ fn next_seat(
         released_at: None,
         device_jwk: None,
         device_jkt: None,
+        // Packet numbering and reports continue on a seat taken again with the same key
+        // (same device, same state file); a flag stays until an operator resets it.
+        packet_seq: held.map_or(0, |s| s.packet_seq),
+        reported_last_seq: held.map_or(0, |s| s.reported_last_seq),
+        reported_used: held.map_or(0, |s| s.reported_used),
+        meter_flag: held.and_then(|s| s.meter_flag.clone()),
     }
 }
 
@@ -220,6 +244,10 @@ fn grant(
             seats::released_at.eq(None::<i64>),
             seats::device_jwk.eq(&seat.device_jwk),
             seats::device_jkt.eq(&seat.device_jkt),
+            seats::packet_seq.eq(seat.packet_seq),
+            seats::reported_last_seq.eq(seat.reported_last_seq),
+            seats::reported_used.eq(seat.reported_used),
+            seats::meter_flag.eq(&seat.meter_flag),
         ))
         .execute(conn)?,
     };

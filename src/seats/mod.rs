@@ -17,7 +17,7 @@ mod query;
 pub mod rules;
 mod txn;
 
-pub use activate::activate;
+pub use activate::{activate, check_federation_grace};
 pub use change::{reissue, retire, return_seat};
 pub use page::{MAX_SEARCH_MATCHES, SeatPage, SeatPageQuery, SeatSort, list, page};
 pub use query::{StoredKey, find, lookup, status};
@@ -222,6 +222,7 @@ fn sign_device_key(
     seat: &Seat,
     now: i64,
 ) -> Result<String, SeatError> {
+    let metered = crate::meter::terms_of(license)?;
     Ok(app.identity.sign_device_key(&DeviceKeyClaims {
         iss: app.identity.id().to_owned(),
         sub: seat.device_id.clone(),
@@ -236,8 +237,14 @@ fn sign_device_key(
         iat: now,
         exp: license.expires_at,
         model: license.model.as_str().to_owned(),
-        cnf: None,
-        meter: None,
+        // A metered device key binds the device's initialization key (RFC 7800 `cnf`), so
+        // packets for it verify on that device only (DESIGN §10.2).
+        cnf: metered
+            .as_ref()
+            .and(seat.device_jkt.clone())
+            .map(|jkt| seatkeep_device::device_key::Confirmation { jkt }),
+        meter: metered
+            .map(|terms| seatkeep_device::device_key::DeviceKeyMeter { unit: terms.unit }),
     })?)
 }
 

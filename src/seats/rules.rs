@@ -172,6 +172,21 @@ pub fn require_user_name(model: LicenseModel, user_name: &str) -> Result<(), Sea
     Ok(())
 }
 
+/// A `metered` seat is bound to the device's initialization key (DESIGN §10.2): packets are
+/// requested with it, so a metered activation without one cannot be served.
+pub fn require_device_jwk(
+    model: LicenseModel,
+    key: Option<&RegisteredKey>,
+) -> Result<(), SeatError> {
+    if model == LicenseModel::Metered && key.is_none() {
+        return Err(SeatError::InvalidField {
+            field: "device_jwk",
+            reason: "is required for a metered license (the device's Ed25519 public key)".into(),
+        });
+    }
+    Ok(())
+}
+
 /// Reissue and return need a seat that is still held.
 pub fn require_active(seat: &Seat) -> Result<(), SeatError> {
     if seat.state == SeatState::Active {

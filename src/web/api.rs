@@ -27,6 +27,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 "/activations/{seat}/return",
                 web::post().to(return_activation),
             )
+            .route(
+                "/activations/{seat}/packets",
+                web::post().to(create_packets),
+            )
             .route("/keys/lookup", web::post().to(lookup_keys))
             .route("/openapi.json", web::get().to(get_openapi)),
     );
@@ -138,6 +142,42 @@ async fn return_activation(
     let auth = seat_auth(body.return_token, body.proof)?;
     let status = web::block(move || seats::return_seat(&app, &seat, &auth)).await??;
     Ok(HttpResponse::Ok().json(seat_status(status)))
+}
+
+/// A packet request (DESIGN §10.3): the body is the compact JWS itself, `application/jose`.
+async fn create_packets(
+    app: web::Data<App>,
+    seat: web::Path<String>,
+    request: actix_web::HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let jose = request
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/jose"));
+    if !jose {
+        return Err(ApiError::BadRequest(
+            "Content-Type must be application/jose (the packet request's compact JWS)".into(),
+        ));
+    }
+    let limit = seatkeep_device::meter::wire::MAX_PACKET_REQUEST_BYTES;
+    let body = payload
+        .to_bytes_limited(limit)
+        .await
+        .map_err(|_| ApiError::TooLarge(limit))?
+        .map_err(|e| ApiError::BadRequest(format!("invalid request body: {e}")))?;
+    let body = String::from_utf8(body.to_vec())
+        .map_err(|_| ApiError::BadRequest("the body must be a compact JWS (ASCII)".into()))?;
+    let app = app.into_inner();
+    let seat = seat.into_inner();
+    let reply = web::block(move || crate::meter::request_packets(&app, &seat, &body)).await??;
+    Ok(if reply.created {
+        HttpResponse::Created().json(reply.answer)
+    } else {
+        HttpResponse::Ok().json(reply.answer)
+    })
 }
 
 async fn lookup_keys(

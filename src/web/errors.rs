@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 use crate::console::ConsoleError;
 use crate::db::DbError;
 use crate::keyfile::KeyFileError;
+use crate::meter::MeterError;
 use crate::seats::SeatError;
 
 /// `Retry-After` for a database outage, in seconds.
@@ -24,6 +25,9 @@ pub enum ApiError {
     /// A seat operation was refused or failed.
     #[error(transparent)]
     Seat(#[from] SeatError),
+    /// A packet request was refused or failed.
+    #[error(transparent)]
+    Meter(#[from] MeterError),
     /// The request body or a parameter is malformed.
     #[error("{0}")]
     BadRequest(String),
@@ -159,6 +163,30 @@ fn seat_extras(e: &SeatError, problem: &mut Problem) {
     }
 }
 
+/// The members a packet refusal adds to its problem.
+fn meter_extras(e: &MeterError, problem: &mut Problem) {
+    match e {
+        MeterError::UsageExhausted {
+            license,
+            units,
+            issued,
+            available,
+        } => {
+            problem.add("license", json!(license));
+            problem.add("units", json!(units));
+            problem.add("issued", json!(issued));
+            problem.add("available", json!(available));
+        }
+        MeterError::AmountOutOfRange { amt, min, max } => {
+            problem.add("amt", json!(amt));
+            problem.add("min", json!(min));
+            problem.add("max", json!(max));
+        }
+        MeterError::DeviceStateInvalid(reason) => problem.add("reason", json!(reason)),
+        _ => {}
+    }
+}
+
 fn db_extras(e: &DbError, problem: &mut Problem) {
     if e.is_unavailable() {
         // Outages are usually short: tell devices when to try again.
@@ -171,6 +199,7 @@ impl ApiError {
     pub fn code(&self) -> ProblemCode {
         match self {
             Self::Seat(e) => e.code(),
+            Self::Meter(e) => e.code(),
             Self::BadRequest(_) | Self::TooLarge(_) => ProblemCode::InvalidRequest,
             Self::NotReady(_) => ProblemCode::NotReady,
             Self::NotFound => ProblemCode::NotFound,
@@ -190,6 +219,8 @@ impl ApiError {
         let mut problem = Problem::new(status, code);
         match self {
             Self::Seat(e) => seat_extras(e, &mut problem),
+            Self::Meter(MeterError::Seat(e)) => seat_extras(e, &mut problem),
+            Self::Meter(e) => meter_extras(e, &mut problem),
             Self::ClientBusy => problem.retry_after = Some(BUSY_RETRY_SECS),
             Self::RateLimited(seconds) => problem.retry_after = Some(*seconds),
             _ => {}

@@ -288,6 +288,7 @@ fn event(seq: i64) -> Event {
         overage: false,
         key_file_seq: 1,
         channel: None,
+        usage: Default::default(),
     }
 }
 

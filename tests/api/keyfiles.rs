@@ -164,13 +164,50 @@ async fn bad_key_files(backend: Backend) {
             "meter: is only for metered licenses",
         ),
         (
-            "metered: not served by this version".into(),
+            "metered: no units".into(),
             with(&|p| {
                 p["model"] = json!("metered");
-                p["meter"] = json!({"unit": "device_hour", "units": 100});
+                p["meter"] = json!({"unit": "device_hour", "units": 0});
             })
             .into_bytes(),
-            "'metered' licenses are not supported",
+            "meter.units: must be between 1 and",
+        ),
+        (
+            "metered: unknown unit".into(),
+            with(&|p| {
+                p["model"] = json!("metered");
+                p["meter"] = json!({"unit": "device_week", "units": 10});
+            })
+            .into_bytes(),
+            "unknown variant `device_week`",
+        ),
+        (
+            "metered: packet min above max".into(),
+            with(&|p| {
+                p["model"] = json!("metered");
+                p["meter"] =
+                    json!({"unit": "device_day", "units": 10, "packet": {"min": 50, "max": 10}});
+            })
+            .into_bytes(),
+            "meter.packet: must have min",
+        ),
+        (
+            "metered: packet_ttl of a minute".into(),
+            with(&|p| {
+                p["model"] = json!("metered");
+                p["meter"] = json!({"unit": "device_day", "units": 10, "packet_ttl": 60});
+            })
+            .into_bytes(),
+            "meter.packet_ttl: must be between",
+        ),
+        (
+            "metered: overdraft over 100 %".into(),
+            with(&|p| {
+                p["model"] = json!("metered");
+                p["meter"] = json!({"unit": "device_day", "units": 10, "overdraft_percent": 150});
+            })
+            .into_bytes(),
+            "meter.overdraft_percent: must be between 0 and 100",
         ),
         (
             "seq 0".into(),

@@ -23,6 +23,7 @@ mod foundation;
 mod hardening;
 mod keyfiles;
 mod lockout;
+mod metered;
 mod notify;
 mod openapi_fuzz;
 mod quickstart;

@@ -39,6 +39,10 @@ ALLOWED_INVALID_REQUEST = {
     },
 }
 KEY_FILE_OPERATIONS = {"POST /api/v1/activations", "POST /api/v1/keys/lookup"}
+# A packet request is a compact JWS (`application/jose`) sent as the text it is; the schema
+# can say its shape, not whether its JSON claims or signature are right.
+PACKETS = "POST /api/v1/activations/{seat}/packets"
+schemathesis.serializer.alias("application/jose", "text/plain")
 
 
 def _is_positive(case):
@@ -57,6 +61,8 @@ def positive_400_only_for_undocumentable_rules(ctx, response, case):
         raise AssertionError("400 without a JSON problem body")
     code, field = problem.get("code"), problem.get("field")
     label = case.operation.label
+    if label == PACKETS and code in ("invalid_packet_request", "amount_out_of_range"):
+        return None
     if code == "invalid_key_file" and label in KEY_FILE_OPERATIONS:
         if KEY_FILE and body.get("key_file") == KEY_FILE:
             raise AssertionError(f"the imported key file was refused: {problem.get('detail')}")

@@ -1,0 +1,11 @@
+ALTER TABLE federation_events DROP COLUMN usage;
+DROP TABLE packet_requests;
+DROP TABLE meter_packets;
+ALTER TABLE seats DROP COLUMN meter_flag;
+ALTER TABLE seats DROP COLUMN reported_used;
+ALTER TABLE seats DROP COLUMN reported_last_seq;
+ALTER TABLE seats DROP COLUMN packet_seq;
+ALTER TABLE licenses DROP CONSTRAINT licenses_meter_issued_bounds;
+ALTER TABLE licenses DROP COLUMN meter_issued;
+ALTER TABLE licenses DROP COLUMN meter_cap;
+ALTER TABLE licenses DROP COLUMN meter_terms;
