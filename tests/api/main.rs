@@ -24,6 +24,7 @@ mod hardening;
 mod keyfiles;
 mod lockout;
 mod metered;
+mod metered_client;
 mod notify;
 mod openapi_fuzz;
 mod quickstart;

@@ -29,7 +29,13 @@ fn server_id(env: &TestEnv) -> String {
 }
 
 /// A metered key file: `units` sold, packets of 1..=48 (default 24).
-fn metered_key_file(env: &TestEnv, lic: &str, seq: i64, seats: i64, units: i64) -> String {
+pub(crate) fn metered_key_file(
+    env: &TestEnv,
+    lic: &str,
+    seq: i64,
+    seats: i64,
+    units: i64,
+) -> String {
     let mut claims = serde_json::to_value(env.claims(lic, seats)).unwrap();
     claims["model"] = json!("metered");
     claims["seq"] = json!(seq);
@@ -37,7 +43,7 @@ fn metered_key_file(env: &TestEnv, lic: &str, seq: i64, seats: i64, units: i64) 
     env.sign(&serde_json::from_value(claims).unwrap())
 }
 
-fn import(env: &TestEnv, name: &str, text: &str) {
+pub(crate) fn import(env: &TestEnv, name: &str, text: &str) {
     let path = env.write(name, text);
     env.cli_ok(&["keyfile", "import", path.to_str().unwrap()]);
 }

@@ -1,0 +1,142 @@
+//! The reference client's metered commands against the real server (SQLite): `device
+//! activate` registers its key, `device usage status | tick | request` keep the balance in
+//! files beside the saved activation. Without balance the product must stop (exit 1); a
+//! packet request fills it; a restored old state file locks the meter; a spent pool is a
+//! clear refusal that changes nothing on the device.
+
+use std::process::Output;
+
+use crate::helpers::{Backend, TestEnv, run};
+use crate::metered::{import, metered_key_file};
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `seatkeep device usage CMD --saved SAVED --provider-key PUB --json EXTRA…`.
+fn usage(env: &TestEnv, saved: &str, command: &str, extra: &[&str]) -> Output {
+    let provider = env.provider_pub.to_str().unwrap().to_owned();
+    let mut args = vec![
+        "--json",
+        "device",
+        "usage",
+        command,
+        "--saved",
+        saved,
+        "--provider-key",
+        &provider,
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    assert!(out.status.success(), "{}", stderr(out));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(out)))
+}
+
+#[tokio::test]
+async fn metered_client_commands() {
+    let env = TestEnv::new(Backend::Sqlite);
+    // 30 units sold, packets of 1..=48.
+    let key_file = metered_key_file(&env, "LIC-CLIENT", 1, 3, 30);
+    import(&env, "client.seatkey", &key_file);
+    let key_path = env.write("site.seatkey", &key_file);
+    let server = env.serve().await;
+    let saved_path = env.path("scanner.device.json");
+    let saved = saved_path.to_str().unwrap();
+    let out = run(&[
+        "device",
+        "activate",
+        "--server",
+        &server.url,
+        "--key-file",
+        key_path.to_str().unwrap(),
+        "--device-id",
+        "scanner-1",
+        "--user",
+        "Ada",
+        "--out",
+        saved,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Registered, nothing applied: locked for lack of balance; a run of the product exits 1.
+    let status = json(&usage(&env, saved, "status", &[]));
+    assert_eq!(status["enforcement"], "locked: no_balance", "{status}");
+    assert_eq!(status["unit"], "device_hour");
+    let tick = usage(&env, saved, "tick", &[]);
+    assert_eq!(tick.status.code(), Some(1), "{}", stdout(&tick));
+    assert!(stderr(&tick).contains("the product must stop: locked: no_balance"));
+
+    // Two units: applied, and a run pays its first minute from them.
+    let asked = json(&usage(&env, saved, "request", &["--units", "2"]));
+    assert_eq!(asked["status"], 201, "{asked}");
+    assert_eq!(asked["applied"], serde_json::json!([[1, 2.0]]));
+    assert_eq!(
+        (asked["pool_issued"].as_i64(), asked["pool_units"].as_i64()),
+        (Some(2), Some(30))
+    );
+    assert_eq!(asked["time_synced"], true);
+    let before_tick = std::fs::read(format!("{saved}.usage")).unwrap();
+    let ticked = json(&usage(&env, saved, "tick", &[]));
+    assert_ne!(ticked["enforcement"], "locked: no_balance", "{ticked}");
+    let status = json(&usage(&env, saved, "status", &[]));
+    assert_eq!(status["last_packet"], 1);
+    assert!(
+        (status["used_units"].as_f64().unwrap() - 1.0 / 60.0).abs() < 1e-9,
+        "{status}"
+    );
+    assert!((status["balance_units"].as_f64().unwrap() - (2.0 - 1.0 / 60.0)).abs() < 1e-9);
+    assert_eq!(
+        env.db
+            .scalar("SELECT meter_issued AS v FROM licenses WHERE id = 'LIC-CLIENT'"),
+        2
+    );
+
+    // The state file from before that minute, put back: the meter locks.
+    let state_file = format!("{saved}.usage");
+    let current = std::fs::read(&state_file).unwrap();
+    std::fs::write(&state_file, &before_tick).unwrap();
+    let status = json(&usage(&env, saved, "status", &[]));
+    assert_eq!(status["enforcement"], "locked: state_tampered", "{status}");
+    std::fs::write(&state_file, &current).unwrap();
+    assert_eq!(
+        json(&usage(&env, saved, "status", &[]))["enforcement"],
+        "low"
+    );
+
+    // More than the pool holds, without --partial: refused with the code, nothing applied,
+    // nothing charged.
+    let refused = usage(&env, saved, "request", &["--units", "29"]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("usage_exhausted"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(
+        env.db
+            .scalar("SELECT meter_issued AS v FROM licenses WHERE id = 'LIC-CLIENT'"),
+        2
+    );
+    let status = json(&usage(&env, saved, "status", &[]));
+    assert_eq!(status["last_packet"], 1);
+    // With --partial: what is left (28 units) in one packet.
+    let partial = json(&usage(
+        &env,
+        saved,
+        "request",
+        &["--units", "29", "--partial"],
+    ));
+    assert_eq!(
+        partial["applied"],
+        serde_json::json!([[2, 28.0]]),
+        "{partial}"
+    );
+    assert_eq!(partial["pool_issued"], 30);
+}
