@@ -76,12 +76,26 @@ impl Cidr {
 /// The client's address: the peer, or behind a trusted proxy the nearest untrusted address
 /// of `X-Forwarded-For` (each proxy appends the address it saw, so the right end is ours).
 pub fn client_ip(req: &ServiceRequest, trusted: &[Cidr]) -> Option<IpAddr> {
-    let peer = req.peer_addr()?.ip();
+    client_ip_from(req.peer_addr()?.ip(), req.headers(), trusted)
+}
+
+/// [`client_ip`] of a handler's request (the console's sign-in throttling).
+pub fn request_client_ip(req: &actix_web::HttpRequest) -> Option<IpAddr> {
+    let trusted = req
+        .app_data::<actix_web::web::Data<RateLimiter>>()
+        .map_or(&[][..], |limiter| limiter.trusted());
+    client_ip_from(req.peer_addr()?.ip(), req.headers(), trusted)
+}
+
+fn client_ip_from(
+    peer: IpAddr,
+    headers: &actix_web::http::header::HeaderMap,
+    trusted: &[Cidr],
+) -> Option<IpAddr> {
     if !trusted.iter().any(|c| c.contains(peer)) {
         return Some(peer);
     }
-    let forwarded = req
-        .headers()
+    let forwarded = headers
         .get_all("x-forwarded-for")
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))

@@ -52,9 +52,10 @@ pub async fn submit(
 ) -> Result<HttpResponse, ConsoleError> {
     csrf::check_origin(&req, &app.config.public_url())?;
     let LoginForm { username, password } = form.into_inner();
-    let client = req
-        .peer_addr()
-        .map(|a| a.ip().to_string())
+    // The address the device API's rate limit uses: behind a trusted proxy the forwarded
+    // one, so one client cannot throttle everyone who signs in through the proxy.
+    let client = crate::web::rate::request_client_ip(&req)
+        .map(|ip| ip.to_string())
         .unwrap_or_default();
     let shown_name: String = username.chars().take(64).collect();
     let state = app.clone().into_inner();
