@@ -302,10 +302,17 @@ fn role_of(conn: &mut crate::db::DbConn, username: &str) -> Result<Role, AdminEr
 
 /// Refuses when `username` is the only owner (checked in the change's own transaction).
 fn guard_last_owner(conn: &mut crate::db::DbConn, username: &str) -> Result<(), AdminError> {
-    let owners: i64 = admins::table
+    let owners = admins::table
         .filter(admins::role.eq(Role::Owner.as_str()))
-        .count()
-        .get_result(conn)?;
+        .select(admins::id);
+    let owners = match conn {
+        // Every owner row locked: two instances demoting two different owners at once would
+        // otherwise both count two and leave none. The second waits for the first to commit,
+        // then sees one owner left.
+        crate::db::DbConn::Postgres(c) => owners.for_update().load::<String>(c)?.len(),
+        // SQLite has one writer at a time: the count cannot change under this transaction.
+        crate::db::DbConn::Sqlite(c) => owners.load::<String>(c)?.len(),
+    };
     if owners <= 1 {
         return Err(AdminError::LastOwner(username.to_owned()));
     }
