@@ -5,6 +5,7 @@
 
 pub mod assets;
 pub mod csrf;
+pub mod download;
 pub mod guard;
 pub mod pages;
 pub mod session;

@@ -2,13 +2,15 @@
 //! `seatkeep export seats`, from the same function) and revocation / reinstatement (role
 //! owner; as `seatkeep licenses revoke|reinstate`, audited as `admin:NAME`).
 
+use std::io::Write as _;
+
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::field;
 use crate::admins::Role;
 use crate::app::App;
-use crate::console::{ConsoleError, blocking, guard, view};
+use crate::console::{ConsoleError, blocking, download, guard, view};
 use crate::export::{self, ExportError, ExportFormat, StateFilter};
 use crate::revocation::{self, MAX_REASON, RevocationError};
 
@@ -63,13 +65,29 @@ pub async fn export_seats(
     let lic = lic.into_inner();
     let state = app.into_inner();
     let name = lic.clone();
-    let bytes = blocking(move || {
-        let mut conn = state.db.conn()?;
-        let mut out = Vec::new();
-        export::write_seats(&mut conn, &name, format, filter, &mut out)?;
-        Ok(out)
-    })
-    .await?;
+    let known = {
+        let state = std::sync::Arc::clone(&state);
+        blocking(move || Ok(crate::licenses::find(&mut *state.db.conn()?, &name)?.is_some()))
+            .await?
+    };
+    if !known {
+        return Err(ConsoleError::NotFound(format!("no license '{lic}'")));
+    }
+    // Streamed from a worker thread (the same function and bytes as `seatkeep export seats`).
+    let (mut out, chunks) = download::channel();
+    let name = lic.clone();
+    tokio::task::spawn_blocking(move || {
+        let written = state
+            .db
+            .conn()
+            .map_err(ExportError::from)
+            .and_then(|mut conn| export::write_seats(&mut conn, &name, format, filter, &mut out))
+            .and_then(|_| out.flush().map_err(ExportError::from));
+        if let Err(e) = written {
+            tracing::warn!(license = %name, error = %e, "console seat export failed");
+            out.fail(e.to_string());
+        }
+    });
     let (mime, extension) = match format {
         ExportFormat::Csv => ("text/csv; charset=utf-8", "csv"),
         ExportFormat::Json => ("application/json", "json"),
@@ -91,7 +109,7 @@ pub async fn export_seats(
             header::CONTENT_DISPOSITION,
             format!("attachment; filename=\"seats-{safe}.{extension}\""),
         ))
-        .body(bytes))
+        .streaming(chunks))
 }
 
 #[derive(Debug, serde::Deserialize)]
