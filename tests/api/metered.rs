@@ -912,3 +912,54 @@ both_backends!(
     metered_reissue_and_return_keep_working,
     reissue_and_return_keep_working
 );
+
+/// `usage.provisioned` events reach the provider with their figures, and `provider report`
+/// counts the units issued per license, month and channel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metered_units_reach_the_provider_report() {
+    use crate::federation_support::{
+        CollectorProcess, FAST_PUSH, stored_events, to, wait_delivered,
+    };
+    let env = TestEnv::with_config(Backend::Sqlite, FAST_PUSH);
+    let collector = CollectorProcess::start(&env, 0);
+    let mut claims = serde_json::to_value(env.claims("lic-met", 5)).unwrap();
+    claims["model"] = json!("metered");
+    claims["meter"] = json!({"unit": "device_day", "units": 100});
+    claims["federation"] = serde_json::to_value(to(&collector.url())).unwrap();
+    claims["channel"] = json!({"distributor": "dist-7"});
+    let key_file = env.sign(&serde_json::from_value(claims).unwrap());
+    import(&env, "met.seatkey", &key_file);
+    std::fs::create_dir_all(env.path("issued")).unwrap();
+    std::fs::write(env.path("issued/lic-met.seatkey"), &key_file).unwrap();
+    let server = env.serve().await;
+    let mut device = register(&env, &server, &key_file, "hh-1").await;
+    for amt in [24, 10] {
+        let (status, answer) = device.ask(&server, amt, false).await;
+        assert_eq!(status, 201, "{answer}");
+        device.apply(&answer);
+    }
+    wait_delivered(&env, "lic-met").await;
+    let provisioned: Vec<Value> = stored_events(&collector.data)
+        .into_iter()
+        .map(|(_, e)| e)
+        .filter(|e| e["type"] == "usage.provisioned")
+        .collect();
+    assert_eq!(provisioned.len(), 2);
+    assert_eq!(
+        (
+            &provisioned[1]["amt"],
+            &provisioned[1]["issued"],
+            &provisioned[1]["units"]
+        ),
+        (&json!(10), &json!(34), &json!(100))
+    );
+    assert_eq!(
+        (&provisioned[1]["unit"], &provisioned[1]["packet"]),
+        (&json!("device_day"), &json!(2))
+    );
+    let report: Value = crate::federation_support::provider_report(&collector.data);
+    let row = &report[0];
+    assert_eq!(row["units_issued"], 34, "{report}");
+    assert_eq!(row["unit_channels"]["distributor:dist-7"], 34);
+    assert_eq!(row["registrations"], 1);
+}
