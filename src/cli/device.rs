@@ -4,6 +4,7 @@
 //! * [`http`]: the activation round trip (`POST /api/v1/activations`);
 //! * [`change`]: reissue and return, with a proof signed by the device key;
 //! * [`files`]: the saved activation and the inputs of `device verify`;
+//! * [`usage`]: metered seats: the device crate's meter, its state file, packet requests;
 //! * [`error`]: the client's errors.
 
 pub mod change;
@@ -12,6 +13,7 @@ pub mod files;
 pub mod http;
 #[cfg(test)]
 mod tests;
+pub mod usage;
 
 use std::path::{Path, PathBuf};
 
@@ -84,6 +86,23 @@ enum DeviceCommand {
         #[arg(long)]
         ca: Option<PathBuf>,
     },
+    /// Metered seats: the balance, a tick of use, asking for a packet.
+    Usage {
+        #[command(subcommand)]
+        command: UsageCommand,
+        /// The file `device activate` wrote (the meter's state is kept beside it).
+        #[arg(long, global = true, default_value = "device.json")]
+        saved: PathBuf,
+        /// Provider public key PEM (verifies key file, device key and packets).
+        #[arg(long, global = true, default_value = "provider.pub.pem")]
+        provider_key: PathBuf,
+        /// Seatkeep base URL (default: the one saved).
+        #[arg(long, global = true)]
+        server: Option<String>,
+        /// Extra CA certificate (PEM) to trust for HTTPS.
+        #[arg(long, global = true)]
+        ca: Option<PathBuf>,
+    },
     /// Verify a device key offline with only the provider's public key.
     Verify {
         /// Provider public key PEM.
@@ -101,6 +120,25 @@ enum DeviceCommand {
         /// Expected user name.
         #[arg(long)]
         user: Option<String>,
+    },
+}
+
+/// `device usage` subcommands.
+#[derive(Debug, clap::Subcommand)]
+enum UsageCommand {
+    /// Log in: the balance and whether the product may run.
+    Status,
+    /// Charge one tick of use (a `device_hour` minute, or the day's `device_day` unit).
+    Tick,
+    /// Ask the server for a packet and apply the answer.
+    Request {
+        /// Units wanted (0: report and sync the time only; default: the key file's
+        /// `meter.packet.default`).
+        #[arg(long)]
+        units: Option<i64>,
+        /// Accept fewer when the pool is low.
+        #[arg(long)]
+        partial: bool,
     },
 }
 
@@ -141,6 +179,45 @@ impl super::Run for Device {
                 let opts = change::ChangeOptions { saved, server, ca };
                 let outcome = block_on(change::return_seat(&opts))?;
                 report_change(&outcome, global.json)
+            }
+            DeviceCommand::Usage {
+                command,
+                saved,
+                provider_key,
+                server,
+                ca,
+            } => {
+                let opts = usage::UsageOptions {
+                    saved,
+                    provider_key,
+                    server,
+                    ca,
+                };
+                let action = match command {
+                    UsageCommand::Status => usage::Action::Status,
+                    UsageCommand::Tick => usage::Action::Tick,
+                    UsageCommand::Request { units, partial } => {
+                        usage::Action::Request { units, partial }
+                    }
+                };
+                let report = block_on(usage::run(&opts, action))?;
+                if global.json {
+                    return print_json(&report);
+                }
+                println!(
+                    "seat {}: {}, balance {} {} (used {}, last packet {}){}",
+                    report.seat,
+                    report.enforcement,
+                    report.balance,
+                    report.unit,
+                    report.used,
+                    report.last_seq,
+                    report
+                        .pool
+                        .map(|p| format!("; pool {} of {} issued", p.issued, p.units))
+                        .unwrap_or_default()
+                );
+                Ok(())
             }
             DeviceCommand::Verify {
                 provider_key,

@@ -963,3 +963,70 @@ async fn metered_units_reach_the_provider_report() {
     assert_eq!(row["unit_channels"]["distributor:dist-7"], 34);
     assert_eq!(row["registrations"], 1);
 }
+
+/// The reference client, as a product maker would try it: activate, locked without
+/// balance, ask for a packet, active, tick, and the state survives between runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metered_reference_client_end_to_end() {
+    use crate::helpers::run_ok;
+    let env = TestEnv::new(Backend::Sqlite);
+    let mut claims = serde_json::to_value(env.claims("LIC-D", 5)).unwrap();
+    claims["model"] = json!("metered");
+    claims["meter"] =
+        json!({"unit": "device_day", "units": 100, "packet": {"default": 10, "min": 1, "max": 30}});
+    let key_file = env.sign(&serde_json::from_value(claims).unwrap());
+    let key_path = env.write("d.seatkey", &key_file);
+    env.cli_ok(&["keyfile", "import", key_path.to_str().unwrap()]);
+    let server = env.serve().await;
+    let saved = env.path("hh.json");
+    let (saved, provider) = (saved.to_str().unwrap(), env.provider_pub.to_str().unwrap());
+    run_ok(&[
+        "device",
+        "activate",
+        "--server",
+        &server.url,
+        "--key-file",
+        key_path.to_str().unwrap(),
+        "--device-id",
+        "hh-1",
+        "--user",
+        "Ada",
+        "--out",
+        saved,
+    ]);
+    let usage = |args: &[&str]| -> Value {
+        let mut full = vec!["--json", "device", "usage"];
+        full.extend_from_slice(args);
+        full.extend_from_slice(&["--saved", saved, "--provider-key", provider]);
+        serde_json::from_str(&run_ok(&full)).unwrap()
+    };
+    let status = usage(&["status"]);
+    assert_eq!(status["enforcement"], "locked:NoBalance", "{status}");
+    let got = usage(&["request", "--units", "3"]);
+    assert_eq!(
+        (&got["enforcement"], &got["balance"]),
+        (&json!("active"), &json!(3)),
+        "{got}"
+    );
+    assert_eq!(got["pool"], json!({"units": 100, "issued": 3}));
+    let ticked = usage(&["tick"]);
+    assert_eq!(
+        (&ticked["used"], &ticked["balance"]),
+        (&json!(1), &json!(2)),
+        "{ticked}"
+    );
+    let again = usage(&["tick"]);
+    assert_eq!(again["used"], 1, "one device_day per UTC day: {again}");
+    let more = usage(&["request"]);
+    assert_eq!(
+        (&more["balance"], &more["last_seq"]),
+        (&json!(12), &json!(2)),
+        "{more}"
+    );
+    assert_eq!(ledger(&env, "LIC-D"), (13, 2, 2));
+    assert_eq!(
+        env.db.scalar("SELECT reported_used AS v FROM seats"),
+        1,
+        "the second request reported the day used"
+    );
+}

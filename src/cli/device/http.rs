@@ -145,15 +145,18 @@ pub(super) async fn send_json<T: Serialize>(
     url: &reqwest::Url,
     body: &T,
 ) -> Result<(reqwest::StatusCode, Answer), ClientError> {
-    let response = client
-        .post(url.clone())
-        .json(body)
-        .send()
-        .await
-        .map_err(|source| ClientError::Http {
-            url: url.to_string(),
-            source,
-        })?;
+    send(client.post(url.clone()).json(body), url).await
+}
+
+/// Sends `request` (to `url`) and reads the answer (capped).
+pub(super) async fn send(
+    request: reqwest::RequestBuilder,
+    url: &reqwest::Url,
+) -> Result<(reqwest::StatusCode, Answer), ClientError> {
+    let response = request.send().await.map_err(|source| ClientError::Http {
+        url: url.to_string(),
+        source,
+    })?;
     let status = response.status();
     let retry_after = retry_after(&response);
     let bytes = read_body(response, url.as_str()).await?;
