@@ -43,7 +43,8 @@ enum ProviderCommand {
     Issue(Box<IssueArgs>),
     /// Receive federation batches (HTTP or an offline file), store them, answer signed acks.
     Collect(Box<collect::CollectArgs>),
-    /// Per license and month: registrations, returns, retirements, in use, overage, channels.
+    /// Per license and month: registrations, returns, retirements, in use, overage, channels,
+    /// units issued (metered) and units per channel.
     Report(collect::ReportArgs),
 }
 

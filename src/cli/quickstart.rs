@@ -20,6 +20,8 @@ use crate::signing::KeyType;
 const DEMO_PROVIDER: &str = "demo-provider.example";
 const DEMO_KID: &str = "demo-provider-1";
 const DEMO_LICENSE: &str = "DEMO-WORDSMITH";
+/// The metered demo license (issue 16).
+const DEMO_METERED_LICENSE: &str = "DEMO-SCANPRO-METERED";
 /// Name of the owner account.
 const DEMO_ADMIN: &str = "admin";
 
@@ -50,6 +52,8 @@ struct Layout {
     provider_dir: PathBuf,
     provider_key: PathBuf,
     key_file: PathBuf,
+    /// The metered demo license (device hours).
+    metered_key_file: PathBuf,
 }
 
 impl Layout {
@@ -60,6 +64,7 @@ impl Layout {
             config: dir.join(CONFIG_FILE),
             provider_key: provider_dir.join(format!("{DEMO_KID}.pem")),
             key_file: dir.join("wordsmith-demo.seatkey"),
+            metered_key_file: dir.join("scanpro-metered-demo.seatkey"),
             provider_dir,
             dir,
         }
@@ -88,7 +93,10 @@ fn quickstart(dir: &Path, listen: Option<&str>) -> Result<(), CliError> {
         write_file(&layout.config, initial_config(&block).as_bytes())?;
     }
     if !layout.key_file.exists() {
-        issue_demo_key_file(&layout, &server_key)?;
+        issue_demo_key_file(&layout, &server_key, DemoLicense::WORDSMITH)?;
+    }
+    if !layout.metered_key_file.exists() {
+        issue_demo_key_file(&layout, &server_key, DemoLicense::METERED)?;
     }
     let mut config = Config::load(Some(&layout.config))?;
     if let Some(listen) = listen {
@@ -97,12 +105,15 @@ fn quickstart(dir: &Path, listen: Option<&str>) -> Result<(), CliError> {
     }
     let app = App::load(config.clone())?;
     app.db.migrate()?;
-    let raw = super::read_file(&layout.key_file)?;
-    let report =
+    let import = |path: &Path| {
+        let raw = super::read_file(path)?;
         licenses::import_key_file(&app, &raw, "quickstart").map_err(|source| CliError::Import {
-            path: layout.key_file.clone(),
+            path: path.to_path_buf(),
             source,
-        })?;
+        })
+    };
+    let report = import(&layout.key_file)?;
+    import(&layout.metered_key_file)?;
     let password = if admins::count(&app.db)? == 0 {
         let password = admins::generate_password();
         admins::add(&app, DEMO_ADMIN, Role::Owner, &password, "quickstart")?;
@@ -115,19 +126,65 @@ fn quickstart(dir: &Path, listen: Option<&str>) -> Result<(), CliError> {
     serve(config)
 }
 
-fn issue_demo_key_file(layout: &Layout, server_key: &Path) -> Result<(), CliError> {
+/// The demo licenses the quickstart issues.
+struct DemoLicense {
+    lic: &'static str,
+    product: (&'static str, &'static str),
+    model: ModelArg,
+    seats: i64,
+    /// `metered`: the `meter` claim, written as the claims file under the flags.
+    meter: Option<&'static str>,
+}
+
+impl DemoLicense {
+    const WORDSMITH: Self = Self {
+        lic: DEMO_LICENSE,
+        product: ("wordsmith", "WordSmith"),
+        model: ModelArg::NodeLocked,
+        seats: 5,
+        meter: None,
+    };
+    /// 100 device hours for up to 3 handhelds, in packets of 1 to 24 hours.
+    const METERED: Self = Self {
+        lic: DEMO_METERED_LICENSE,
+        product: ("scanpro", "ScanPro"),
+        model: ModelArg::Metered,
+        seats: 3,
+        meter: Some(
+            r#"{"meter": {"unit": "device_hour", "units": 100, "packet": {"default": 8, "min": 1, "max": 24}}}"#,
+        ),
+    };
+}
+
+fn issue_demo_key_file(
+    layout: &Layout,
+    server_key: &Path,
+    demo: DemoLicense,
+) -> Result<(), CliError> {
+    let claims = match demo.meter {
+        Some(meter) => {
+            let path = layout.dir.join(format!("{}.claims.json", demo.lic));
+            write_file(&path, meter.as_bytes())?;
+            Some(path)
+        }
+        None => None,
+    };
+    let out = match demo.model {
+        ModelArg::Metered => layout.metered_key_file.clone(),
+        _ => layout.key_file.clone(),
+    };
     let args = IssueArgs {
         key: layout.provider_key.clone(),
         kid: DEMO_KID.to_owned(),
         algorithm: None,
-        out: layout.key_file.clone(),
-        claims: None,
+        out,
+        claims,
         server_key: Some(public_key_path(server_key)),
         server_id: None,
         server_key_b64: None,
         iss: Some(DEMO_PROVIDER.to_owned()),
         jti: None,
-        lic: Some(DEMO_LICENSE.to_owned()),
+        lic: Some(demo.lic.to_owned()),
         seq: Some(1),
         iat: None,
         nbf: None,
@@ -135,11 +192,11 @@ fn issue_demo_key_file(layout: &Layout, server_key: &Path) -> Result<(), CliErro
         expires_in: Some(std::time::Duration::from_secs(365 * 24 * 3600).into()),
         customer_id: Some("demo-customer".to_owned()),
         customer_name: Some("Demo Corp".to_owned()),
-        product_id: Some("wordsmith".to_owned()),
-        product_name: Some("WordSmith".to_owned()),
+        product_id: Some(demo.product.0.to_owned()),
+        product_name: Some(demo.product.1.to_owned()),
         edition: Some(0),
-        model: Some(ModelArg::NodeLocked),
-        seats: Some(5),
+        model: Some(demo.model),
+        seats: Some(demo.seats),
         admins: vec!["purchasing@demo-corp.example".to_owned()],
         reissue_limit: None,
         return_limit: None,
@@ -199,6 +256,25 @@ fn print_welcome(
     println!(
         "  cargo run --release -- device verify --provider-key {}/{DEMO_KID}.pub.pem --device-key {dir}/demo-device-1.json --device-id demo-device-1",
         layout.provider_dir.display()
+    );
+    println!();
+    println!(
+        "Metered: {DEMO_METERED_LICENSE} sells ScanPro 100 device hours for 3 handhelds. Register one, ask for a packet, use it, see the balance:"
+    );
+    let metered = format!("{dir}/demo-handheld-1.json");
+    let provider_pub = format!("{}/{DEMO_KID}.pub.pem", layout.provider_dir.display());
+    println!(
+        "  cargo run --release -- device activate --server {url} --key-file {} --device-id demo-handheld-1 --user \"Grace Hopper\" --out {metered}",
+        layout.metered_key_file.display()
+    );
+    for step in ["request --units 8", "tick", "status"] {
+        println!(
+            "  cargo run --release -- device usage {step} --saved {metered} --provider-key {provider_pub}"
+        );
+    }
+    println!(
+        "  cargo run --release -- --config {} usage status --license {DEMO_METERED_LICENSE}",
+        layout.config.display()
     );
     println!();
     println!("Stop with Ctrl-C; run the quickstart again to continue where you left off.");

@@ -19,7 +19,7 @@ fn insert_released_seats(env: &TestEnv, lic: &str) {
             .map(|i| {
                 format!(
                     "('st_bulk{i:018}', '{lic}', 'bulk-{i:05}', 'user {i}', 'returned', 1, 1, \
-                     'k', 'h', NULL, FALSE, {at}, {at}, {rel}, NULL, NULL)",
+                     'k', 'h', NULL, FALSE, {at}, {at}, {rel}, NULL, NULL, 0, 0, 0, NULL)",
                     at = 1_700_000_000 + *i as i64,
                     rel = 1_700_100_000 + *i as i64,
                 )

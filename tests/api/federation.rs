@@ -107,15 +107,7 @@ async fn exact_once_with_report(backend: Backend) {
         "raw ids reached the provider"
     );
     // The report matches the server's database.
-    let report: serde_json::Value = serde_json::from_str(&crate::helpers::run_ok(&[
-        "provider",
-        "report",
-        "--data",
-        collector.data.to_str().unwrap(),
-        "--format",
-        "json",
-    ]))
-    .unwrap();
+    let report: serde_json::Value = crate::federation_support::provider_report(&collector.data);
     let rows = report.as_array().unwrap();
     assert_eq!(rows.len(), 1, "{report}");
     let row = &rows[0];

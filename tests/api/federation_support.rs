@@ -70,6 +70,19 @@ impl Drop for CollectorProcess {
     }
 }
 
+/// `seatkeep provider report --format json` over the collector's `data`.
+pub fn provider_report(data: &Path) -> serde_json::Value {
+    serde_json::from_str(&crate::helpers::run_ok(&[
+        "provider",
+        "report",
+        "--data",
+        data.to_str().unwrap(),
+        "--format",
+        "json",
+    ]))
+    .unwrap()
+}
+
 /// Every event the collector in `data` stored, as (lic, event) in file order.
 pub fn stored_events(data: &Path) -> Vec<(String, serde_json::Value)> {
     let Ok(dir) = std::fs::read_dir(data.join("events")) else {

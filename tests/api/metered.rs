@@ -918,3 +918,130 @@ both_backends!(
     metered_reissue_and_return_keep_working,
     reissue_and_return_keep_working
 );
+
+/// `usage.provisioned` events reach the provider with their figures, and `provider report`
+/// counts the units issued per license, month and channel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metered_units_reach_the_provider_report() {
+    use crate::federation_support::{
+        CollectorProcess, FAST_PUSH, stored_events, to, wait_delivered,
+    };
+    let env = TestEnv::with_config(Backend::Sqlite, FAST_PUSH);
+    let collector = CollectorProcess::start(&env, 0);
+    let mut claims = serde_json::to_value(env.claims("lic-met", 5)).unwrap();
+    claims["model"] = json!("metered");
+    claims["meter"] = json!({"unit": "device_day", "units": 100});
+    claims["federation"] = serde_json::to_value(to(&collector.url())).unwrap();
+    claims["channel"] = json!({"distributor": "dist-7"});
+    let key_file = env.sign(&serde_json::from_value(claims).unwrap());
+    import(&env, "met.seatkey", &key_file);
+    std::fs::create_dir_all(env.path("issued")).unwrap();
+    std::fs::write(env.path("issued/lic-met.seatkey"), &key_file).unwrap();
+    let server = env.serve().await;
+    let mut device = register(&env, &server, &key_file, "hh-1").await;
+    for amt in [24, 10] {
+        let (status, answer) = device.ask(&server, amt, false).await;
+        assert_eq!(status, 201, "{answer}");
+        device.apply(&answer);
+    }
+    wait_delivered(&env, "lic-met").await;
+    let provisioned: Vec<Value> = stored_events(&collector.data)
+        .into_iter()
+        .map(|(_, e)| e)
+        .filter(|e| e["type"] == "usage.provisioned")
+        .collect();
+    assert_eq!(provisioned.len(), 2);
+    assert_eq!(
+        (
+            &provisioned[1]["amt"],
+            &provisioned[1]["issued"],
+            &provisioned[1]["units"]
+        ),
+        (&json!(10), &json!(34), &json!(100))
+    );
+    assert_eq!(
+        (&provisioned[1]["unit"], &provisioned[1]["packet"]),
+        (&json!("device_day"), &json!(2))
+    );
+    let report: Value = crate::federation_support::provider_report(&collector.data);
+    let row = &report[0];
+    assert_eq!(row["units_issued"], 34, "{report}");
+    assert_eq!(row["unit_channels"]["distributor:dist-7"], 34);
+    assert_eq!(row["registrations"], 1);
+}
+
+/// The reference client, as a product maker would try it: activate, locked without
+/// balance, ask for a packet, active, tick, and the state survives between runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metered_reference_client_end_to_end() {
+    use crate::helpers::run_ok;
+    let env = TestEnv::new(Backend::Sqlite);
+    let mut claims = serde_json::to_value(env.claims("LIC-D", 5)).unwrap();
+    claims["model"] = json!("metered");
+    claims["meter"] =
+        json!({"unit": "device_day", "units": 100, "packet": {"default": 10, "min": 1, "max": 30}});
+    let key_file = env.sign(&serde_json::from_value(claims).unwrap());
+    let key_path = env.write("d.seatkey", &key_file);
+    env.cli_ok(&["keyfile", "import", key_path.to_str().unwrap()]);
+    let server = env.serve().await;
+    let saved = env.path("hh.json");
+    let (saved, provider) = (saved.to_str().unwrap(), env.provider_pub.to_str().unwrap());
+    run_ok(&[
+        "device",
+        "activate",
+        "--server",
+        &server.url,
+        "--key-file",
+        key_path.to_str().unwrap(),
+        "--device-id",
+        "hh-1",
+        "--user",
+        "Ada",
+        "--out",
+        saved,
+    ]);
+    let usage = |args: &[&str]| -> Value {
+        let mut full = vec!["--json", "device", "usage"];
+        full.extend_from_slice(args);
+        full.extend_from_slice(&["--saved", saved, "--provider-key", provider]);
+        serde_json::from_str(&run_ok(&full)).unwrap()
+    };
+    let status = usage(&["status"]);
+    assert_eq!(status["enforcement"], "locked: no_balance", "{status}");
+    let got = usage(&["request", "--units", "3"]);
+    assert_eq!(
+        (&got["usage"]["enforcement"], &got["usage"]["balance_units"]),
+        (&json!("active"), &json!(3.0)),
+        "{got}"
+    );
+    assert_eq!(
+        (&got["pool_units"], &got["pool_issued"]),
+        (&json!(100), &json!(3))
+    );
+    let ticked = usage(&["tick"]);
+    assert_eq!(
+        (&ticked["used_units"], &ticked["balance_units"]),
+        (&json!(1.0), &json!(2.0)),
+        "{ticked}"
+    );
+    let again = usage(&["tick"]);
+    assert_eq!(
+        again["used_units"], 1.0,
+        "one device_day per UTC day: {again}"
+    );
+    let more = usage(&["request"]);
+    assert_eq!(
+        (
+            &more["usage"]["balance_units"],
+            &more["usage"]["last_packet"]
+        ),
+        (&json!(12.0), &json!(2)),
+        "{more}"
+    );
+    assert_eq!(ledger(&env, "LIC-D"), (13, 2, 2));
+    assert_eq!(
+        env.db.scalar("SELECT reported_used AS v FROM seats"),
+        1,
+        "the second request reported the day used"
+    );
+}

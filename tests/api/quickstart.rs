@@ -85,10 +85,23 @@ async fn start(dir: &std::path::Path, port: u16) -> (Running, String) {
 /// Runs a command line the quickstart printed, with `cargo run --release --` replaced by the
 /// binary under test.
 fn run_printed(dir: &std::path::Path, welcome: &str, starts_with: &str) -> std::process::Output {
+    run_printed_with(dir, welcome, starts_with, "")
+}
+
+/// [`run_printed`] for the first such line that also contains `containing`.
+fn run_printed_with(
+    dir: &std::path::Path,
+    welcome: &str,
+    starts_with: &str,
+    containing: &str,
+) -> std::process::Output {
     let line = welcome
         .lines()
         .map(str::trim)
-        .find(|l| l.starts_with(&format!("cargo run --release -- {starts_with}")))
+        .find(|l| {
+            l.starts_with(&format!("cargo run --release -- {starts_with}"))
+                && l.contains(containing)
+        })
         .unwrap_or_else(|| panic!("no '{starts_with}' command in:\n{welcome}"));
     let command = line.replacen("cargo run --release --", BIN, 1);
     Command::new("sh")
@@ -119,6 +132,23 @@ async fn quickstart_as_a_new_user_would() {
         "verify: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+
+    // The metered demo, as printed: register a handheld, a packet, a tick, the balance.
+    for (starts_with, containing, shows) in [
+        ("device activate", "demo-handheld-1", "activated"),
+        ("device usage request", "", "active, balance 8 device_hour"),
+        ("device usage tick", "", "active, balance 7.98 device_hour"),
+        ("device usage status", "", "(used 0.02,"),
+        ("--config", "usage status", "8 of 100 device_hour issued"),
+    ] {
+        let out = run_printed_with(dir.path(), &welcome, starts_with, containing);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains(shows),
+            "{starts_with}: {stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 
     // Four more devices fill the 5 seats; the 6th is refused.
     let key_file = std::fs::read_to_string(dir.path().join("demo/wordsmith-demo.seatkey")).unwrap();
@@ -155,7 +185,16 @@ async fn quickstart_as_a_new_user_would() {
     assert!(!welcome.contains("password (shown once)"), "{welcome}");
     drop(child);
     let db = TestDb::sqlite_file(&dir.path().join("demo/seatkeep.db"));
-    assert_eq!(db.count("licenses", ""), 1);
+    assert_eq!(
+        db.count("licenses", ""),
+        2,
+        "WordSmith and the metered demo"
+    );
     assert_eq!(db.count("admins", ""), 1);
-    assert_eq!(db.count("seats", "state = 'active'"), 5);
+    assert_eq!(
+        db.count("seats", "state = 'active'"),
+        5 + 1,
+        "5 WordSmith seats and the handheld"
+    );
+    assert_eq!(db.count("meter_packets", ""), 1);
 }

@@ -46,15 +46,21 @@ pub enum UsageCommand {
     },
 }
 
+/// Units for people: at most two decimals (a `device_hour` minute is 0.02).
+fn shown(value: f64) -> String {
+    let text = format!("{value:.2}");
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
 fn print_report(report: &UsageReport) {
     println!(
-        "seat {}: {} — balance {} {} (used {}, lapsed {}), last packet {}, {} request(s) pending",
+        "seat {}: {}, balance {} {} (used {}, lapsed {}), last packet {}, {} request(s) pending",
         report.seat,
         report.enforcement,
-        report.balance_units,
+        shown(report.balance_units),
         report.unit,
-        report.used_units,
-        report.lapsed_units,
+        shown(report.used_units),
+        shown(report.lapsed_units),
         report.last_packet,
         report.pending_requests
     );
@@ -97,11 +103,11 @@ pub fn run(command: UsageCommand, json: bool) -> Result<(), CliError> {
             ca,
         } => {
             let mut opened = usage::open(&saved.saved, &saved.provider_key)?;
-            let units = units.unwrap_or(opened.default_units);
+            let wanted = units.unwrap_or(opened.default_units);
             let outcome = super::block_on(usage::request(
                 &mut opened,
                 &saved.saved,
-                units,
+                wanted,
                 partial,
                 server.as_deref(),
                 ca.as_deref(),
@@ -109,8 +115,12 @@ pub fn run(command: UsageCommand, json: bool) -> Result<(), CliError> {
             if json {
                 return print_json(&outcome);
             }
-            for (seq, units) in &outcome.applied {
-                println!("packet {seq}: {units} {} applied", outcome.usage.unit);
+            for (seq, amount) in &outcome.applied {
+                println!(
+                    "packet {seq}: {} {} applied",
+                    shown(*amount),
+                    outcome.usage.unit
+                );
             }
             for seq in &outcome.already {
                 println!("packet {seq}: applied before");

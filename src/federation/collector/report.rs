@@ -1,6 +1,7 @@
 //! `seatkeep provider report`: what the collector holds, per license and month (UTC) —
-//! what the provider bills (registrations, overage, seats in use at month end) and the
-//! royalties it owes (registrations per channel id).
+//! what the provider bills (registrations, overage, seats in use at month end, units of
+//! metered licenses issued) and the royalties it owes (registrations and units per channel
+//! id).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -27,6 +28,10 @@ pub struct MonthRow {
     pub overage: i64,
     /// Registrations per channel id, as `role:id` (`distributor:d-1`).
     pub channels: BTreeMap<String, i64>,
+    /// Metered: units issued in packets (`usage.provisioned`).
+    pub units_issued: i64,
+    /// Metered: units issued per channel id, as `role:id`.
+    pub unit_channels: BTreeMap<String, i64>,
 }
 
 /// The rows of every license the store in `data` holds, by license then month.
@@ -61,17 +66,27 @@ fn add(rows: &mut BTreeMap<(String, String), MonthRow>, stored: &StoredEvent) {
             if event.overage {
                 row.overage += 1;
             }
-            if let Some(serde_json::Value::Object(channel)) = &event.channel {
-                for (role, id) in channel {
-                    if let Some(id) = id.as_str() {
-                        *row.channels.entry(format!("{role}:{id}")).or_default() += 1;
-                    }
-                }
-            }
+            add_per_channel(&mut row.channels, event, 1);
+        }
+        "usage.provisioned" => {
+            let amt = event.usage.amt.unwrap_or_default();
+            row.units_issued += amt;
+            add_per_channel(&mut row.unit_channels, event, amt);
         }
         "seat.returned" => row.returns += 1,
         "seat.retired" => row.retirements += 1,
         _ => {}
+    }
+}
+
+/// Adds `n` to each channel id the event names, as `role:id`.
+fn add_per_channel(counts: &mut BTreeMap<String, i64>, event: &super::super::wire::Event, n: i64) {
+    if let Some(serde_json::Value::Object(channel)) = &event.channel {
+        for (role, id) in channel {
+            if let Some(id) = id.as_str() {
+                *counts.entry(format!("{role}:{id}")).or_default() += n;
+            }
+        }
     }
 }
 
@@ -86,8 +101,8 @@ fn month_of(at: i64) -> String {
 }
 
 /// The channel counts as one cell: `distributor:d-1=3 partner:p-2=3`.
-pub fn channels_cell(row: &MonthRow) -> String {
-    row.channels
+pub fn channels_cell(counts: &BTreeMap<String, i64>) -> String {
+    counts
         .iter()
         .map(|(id, n)| format!("{id}={n}"))
         .collect::<Vec<_>>()
@@ -95,7 +110,7 @@ pub fn channels_cell(row: &MonthRow) -> String {
 }
 
 /// The columns of both text forms.
-const COLUMNS: [&str; 8] = [
+const COLUMNS: [&str; 10] = [
     "license",
     "month",
     "registrations",
@@ -104,10 +119,12 @@ const COLUMNS: [&str; 8] = [
     "in_use",
     "overage",
     "channels",
+    "units_issued",
+    "unit_channels",
 ];
 
 /// One row's cells, in [`COLUMNS`] order.
-fn cells(r: &MonthRow) -> [String; 8] {
+fn cells(r: &MonthRow) -> [String; 10] {
     [
         r.license.clone(),
         r.month.clone(),
@@ -116,7 +133,9 @@ fn cells(r: &MonthRow) -> [String; 8] {
         r.retirements.to_string(),
         r.in_use.to_string(),
         r.overage.to_string(),
-        channels_cell(r),
+        channels_cell(&r.channels),
+        r.units_issued.to_string(),
+        channels_cell(&r.unit_channels),
     ]
 }
 
@@ -141,10 +160,10 @@ fn csv_field(text: &str) -> String {
 
 /// The rows as an aligned table (the license column as wide as its longest id).
 pub fn table(rows: &[MonthRow]) -> String {
-    let all: Vec<[String; 8]> = std::iter::once(COLUMNS.map(str::to_owned))
+    let all: Vec<[String; 10]> = std::iter::once(COLUMNS.map(str::to_owned))
         .chain(rows.iter().map(cells))
         .collect();
-    let mut widths = [0usize; 8];
+    let mut widths = [0usize; 10];
     for row in &all {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -157,7 +176,7 @@ pub fn table(rows: &[MonthRow]) -> String {
             .zip(widths)
             .enumerate()
             .map(|(i, (cell, w))| match i {
-                0 | 1 | 7 => format!("{cell:<w$}"),
+                0 | 1 | 7 | 9 => format!("{cell:<w$}"),
                 _ => format!("{cell:>w$}"),
             })
             .collect();
