@@ -60,11 +60,46 @@ impl ActivationTemplate {
     }
 }
 
+/// The requests of a phase, by device number.
+pub enum Requests {
+    /// One activation template, the device number written into it.
+    Template(ActivationTemplate),
+    /// Requests built before the phase (signed ones), the device number their index.
+    Prebuilt(Vec<Vec<u8>>),
+}
+
+impl Requests {
+    fn write(&self, n: u32, out: &mut Vec<u8>) {
+        match self {
+            Self::Template(template) => template.write(n, out),
+            Self::Prebuilt(requests) => {
+                out.clear();
+                if let Some(request) = requests.get(n as usize) {
+                    out.extend_from_slice(request);
+                }
+            }
+        }
+    }
+
+    fn capacity(&self) -> usize {
+        match self {
+            Self::Template(template) => template.bytes.len(),
+            Self::Prebuilt(requests) => requests.iter().map(Vec::len).max().unwrap_or(0),
+        }
+    }
+}
+
+impl From<ActivationTemplate> for Requests {
+    fn from(template: ActivationTemplate) -> Self {
+        Self::Template(template)
+    }
+}
+
 /// One phase of load.
 pub struct Phase {
     /// Name in the report.
     pub name: &'static str,
-    pub template: ActivationTemplate,
+    pub template: Requests,
     /// Device numbers, in the order they are sent.
     pub devices: Vec<u32>,
     pub time_cap: Duration,
@@ -163,7 +198,7 @@ async fn worker(
 ) -> Outcome {
     let mut outcome = Outcome::default();
     let mut conn = Some(conn);
-    let mut request = Vec::with_capacity(phase.template.bytes.len());
+    let mut request = Vec::with_capacity(phase.template.capacity());
     barrier.wait().await;
     let deadline = Instant::now() + phase.time_cap;
     loop {

@@ -13,7 +13,7 @@
 //! ```text
 //! cargo run --release -p seatkeep-bench -- [--json] [--connections 32]
 //!     [--algorithm ed25519|rsa-2048] [--postgres URL] [--devices N] [--console]
-//!     [--federation]
+//!     [--federation] [--metered]
 //! ```
 
 mod console;
@@ -22,6 +22,7 @@ mod federation;
 mod http;
 mod limits;
 mod load;
+mod metered;
 mod report;
 mod server;
 mod setup;
@@ -96,6 +97,10 @@ struct Args {
     /// its federation events to a local collector, then the time until all are acknowledged.
     #[arg(long)]
     federation: bool,
+    /// After the other phases, a metered license: as many devices register a key, ask for
+    /// one packet each, and ask again with the same request (answered from storage).
+    #[arg(long)]
+    metered: bool,
 }
 
 /// The server key types of `seatkeep init --algorithm`, by the same names.
@@ -175,6 +180,11 @@ fn run(args: &Args) -> Result<Report> {
     let main = workspace.issue("bench-main", args.devices)?;
     let scarce = workspace.issue("bench-scarce", scarce_seats)?;
     workspace.import(&[&main, &scarce])?;
+    let fleet = if args.metered {
+        Some(metered::Fleet::create(&workspace, args.devices)?)
+    } else {
+        None
+    };
     let federated = if args.federation {
         Some(federation::Setup::create(&workspace, args.devices)?)
     } else {
@@ -198,6 +208,10 @@ fn run(args: &Args) -> Result<Report> {
     let mut server = Server::start(&workspace, &wrapper)?;
     runtime.block_on(load::wait_ready(server.addr, READY_TIMEOUT))?;
     let [new, repeat, exhaustion] = runtime.block_on(drive(args, &server, &main, &scarce))?;
+    let metered_run = match &fleet {
+        Some(fleet) => Some(runtime.block_on(metered_phases(args, &server, &workspace, fleet))?),
+        None => None,
+    };
     let federation_run = match &federated {
         Some(setup) => Some(runtime.block_on(federated_phases(args, &server, &workspace, setup))?),
         None => None,
@@ -248,6 +262,16 @@ fn run(args: &Args) -> Result<Report> {
     };
     let mut report = report::build(run, &phases, memory, &machine, licenses);
     report.console = console_timings;
+    if let Some((register, packets, repeats)) = metered_run {
+        let pool = metered::check(&workspace, packets.created)?;
+        report.check.ok &= pool.ok;
+        report.metered = Some(report::MeteredReport {
+            register: report::PhaseReport::from(&register),
+            packets: report::PhaseReport::from(&packets),
+            repeats: report::PhaseReport::from(&repeats),
+            pool,
+        });
+    }
     report.federation = federation_run.map(|run| report::FederationReport {
         off_before: report::PhaseReport::from(&run.off_before),
         on: report::PhaseReport::from(&run.on),
@@ -275,7 +299,7 @@ async fn drive(
     ));
     let new = Phase {
         name: "new",
-        template: ActivationTemplate::new(addr, &main.key_file, "bench-new-")?,
+        template: ActivationTemplate::new(addr, &main.key_file, "bench-new-")?.into(),
         devices: (0..args.devices).collect(),
         time_cap: new_cap(args.devices),
     };
@@ -295,7 +319,7 @@ async fn drive(
     ));
     let repeat = Phase {
         name: "repeat",
-        template: ActivationTemplate::new(addr, &main.key_file, "bench-new-")?,
+        template: ActivationTemplate::new(addr, &main.key_file, "bench-new-")?.into(),
         devices: new
             .granted
             .iter()
@@ -314,7 +338,7 @@ async fn drive(
     ));
     let exhaustion = Phase {
         name: "exhaustion",
-        template: ActivationTemplate::new(addr, &scarce.key_file, "bench-scarce-")?,
+        template: ActivationTemplate::new(addr, &scarce.key_file, "bench-scarce-")?.into(),
         devices: (0..requests).collect(),
         time_cap: EXHAUSTION_CAP,
     };
@@ -345,7 +369,7 @@ async fn federated_phases(
     let phase = |license: &License, prefix: &str| -> Result<Phase> {
         Ok(Phase {
             name: "federation",
-            template: ActivationTemplate::new(server.addr, &license.key_file, prefix)?,
+            template: ActivationTemplate::new(server.addr, &license.key_file, prefix)?.into(),
             devices: (0..args.devices).collect(),
             time_cap: new_cap(args.devices),
         })
@@ -381,7 +405,8 @@ async fn federated_phases(
     ));
     let backlog = Phase {
         name: "backlog",
-        template: ActivationTemplate::new(server.addr, &setup.backlog.key_file, "bench-pile-")?,
+        template: ActivationTemplate::new(server.addr, &setup.backlog.key_file, "bench-pile-")?
+            .into(),
         devices: (0..backlog_devices).collect(),
         time_cap: new_cap(backlog_devices),
     };
@@ -396,6 +421,48 @@ async fn federated_phases(
         backlog,
         flush,
     })
+}
+
+/// The metered phases: registrations with device keys, one packet per device, the same
+/// requests again.
+async fn metered_phases(
+    args: &Args,
+    server: &Server,
+    workspace: &Workspace,
+    fleet: &metered::Fleet,
+) -> Result<(Outcome, Outcome, Outcome)> {
+    let connections = usize::from(args.connections);
+    let devices: Vec<u32> = (0..args.devices).collect();
+    hook(args, server, "metered");
+    progress(&format!(
+        "metered: {} devices register an initialization key",
+        args.devices
+    ));
+    let register = Phase {
+        name: "meter-register",
+        template: load::Requests::Prebuilt(fleet.registrations(server.addr)?),
+        devices: devices.clone(),
+        time_cap: new_cap(args.devices),
+    };
+    let register = measured(server, load::run(server.addr, connections, register)).await?;
+    progress("metered: one packet request each (signed before the phase)");
+    let requests = fleet.packet_requests(workspace, server.addr)?;
+    let packets = Phase {
+        name: "packets",
+        template: load::Requests::Prebuilt(requests.clone()),
+        devices: devices.clone(),
+        time_cap: new_cap(args.devices),
+    };
+    let packets = measured(server, load::run(server.addr, connections, packets)).await?;
+    progress("metered: the same requests again");
+    let repeats = Phase {
+        name: "packet-repeats",
+        template: load::Requests::Prebuilt(requests),
+        devices,
+        time_cap: REPEAT_CAP,
+    };
+    let repeats = measured(server, load::run(server.addr, connections, repeats)).await?;
+    Ok((register, packets, repeats))
 }
 
 /// The new-activation phases' wall-clock cap: 45 s, or longer for big runs (100,000 seats

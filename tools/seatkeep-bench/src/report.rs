@@ -176,9 +176,21 @@ pub struct Report {
     /// The console's license page (`--console`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub console: Option<Vec<crate::console::PageTiming>>,
+    /// Provisioning packets (`--metered`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metered: Option<MeteredReport>,
     /// Federation on and off (`--federation`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub federation: Option<FederationReport>,
+}
+
+/// The metered phases and the pool's check.
+#[derive(Debug, Clone, Serialize)]
+pub struct MeteredReport {
+    pub register: PhaseReport,
+    pub packets: PhaseReport,
+    pub repeats: PhaseReport,
+    pub pool: crate::metered::PoolCheck,
 }
 
 /// New activations with federation off (licenses without a URL: events written, nothing
@@ -234,6 +246,7 @@ pub fn build(
     let targets = targets(&run, &new, &repeat, &ratios, rss);
     Report {
         console: None,
+        metered: None,
         federation: None,
         limits: Limits {
             signatures_per_second_one_core: signatures,
@@ -412,6 +425,39 @@ pub fn table(report: &Report) -> String {
     }
     if let Some(console) = &report.console {
         out.push_str(&crate::console::table(console));
+    }
+    if let Some(m) = &report.metered {
+        let _ = writeln!(
+            out,
+            "\nmetered                        per sec   p95 ms   server us/request  answers"
+        );
+        for (name, phase) in [
+            ("register (device_jwk)", &m.register),
+            ("packet requests", &m.packets),
+            ("same requests again", &m.repeats),
+        ] {
+            let s = &phase.summary;
+            let _ = writeln!(
+                out,
+                "  {name:<27} {:>8.0} {:>8.2} {:>19.0}  {}",
+                s.per_second,
+                s.p95_ms,
+                s.server_cpu_us_per_request,
+                answers(phase)
+            );
+        }
+        let p = &m.pool;
+        let _ = writeln!(
+            out,
+            "  pool check: {} packets answered 201, {} stored, {} units in them, issued {}, \
+             {} devices flagged: {}",
+            p.packets_answered_201,
+            p.packets_stored,
+            p.units_in_packets,
+            p.pool_issued,
+            p.devices_flagged,
+            if p.ok { "ok" } else { "MISMATCH" }
+        );
     }
     if let Some(f) = &report.federation {
         let (before, on, after) = (&f.off_before.summary, &f.on.summary, &f.off_after.summary);

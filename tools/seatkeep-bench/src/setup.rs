@@ -240,6 +240,11 @@ impl Workspace {
 
     /// `issue` with more `provider issue` flags (e.g. `--federation-url URL`).
     pub fn issue_with(&self, lic: &str, seats: u32, extra: &[&str]) -> Result<License> {
+        self.issue_as(lic, seats, "node_locked", extra)
+    }
+
+    /// `issue_with` for another license model (`metered`: its claims in `extra`).
+    pub fn issue_as(&self, lic: &str, seats: u32, model: &str, extra: &[&str]) -> Result<License> {
         let out = self.dir.join(format!("{lic}.seatkey"));
         let key = self.dir.join(format!("provider/{KID}.pem"));
         let server_key = self.dir.join("server-key.pub.pem");
@@ -268,7 +273,7 @@ impl Workspace {
             "--product-name".as_ref(),
             "WordSmith".as_ref(),
             "--model".as_ref(),
-            "node_locked".as_ref(),
+            model.as_ref(),
             "--seats".as_ref(),
             seats_text.as_ref(),
             "--admin".as_ref(),
