@@ -356,6 +356,16 @@ async fn exhausted_and_partial(backend: Backend) {
         "the packet that spent the pool told the admins"
     );
     assert_eq!(env.db.count("notifications", "kind = 'usage_threshold'"), 0);
+    // The database itself holds issued <= cap, whatever a statement tries.
+    let mut conn = env.db.connect();
+    let overdraw = diesel::RunQueryDsl::execute(
+        diesel::sql_query("UPDATE licenses SET meter_issued = meter_cap + 1 WHERE id = 'LIC-X'"),
+        &mut conn,
+    );
+    assert!(
+        overdraw.is_err_and(|e| e.to_string().contains("licenses_meter_issued_bounds")),
+        "the CHECK refuses issuing past the cap"
+    );
     let (status, body) = b.ask(&server, 1, true).await;
     assert_eq!((status, &body["available"]), (409, &json!(0)), "{body}");
     assert_eq!(ledger(&env, "LIC-X"), (50, 2, 2));

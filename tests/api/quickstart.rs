@@ -185,7 +185,11 @@ async fn quickstart_as_a_new_user_would() {
     assert!(!welcome.contains("password (shown once)"), "{welcome}");
     drop(child);
     let db = TestDb::sqlite_file(&dir.path().join("demo/seatkeep.db"));
-    assert_eq!(db.count("licenses", ""), 2, "WordSmith and the metered demo");
+    assert_eq!(
+        db.count("licenses", ""),
+        2,
+        "WordSmith and the metered demo"
+    );
     assert_eq!(db.count("admins", ""), 1);
     assert_eq!(
         db.count("seats", "state = 'active'"),
