@@ -362,6 +362,16 @@ async fn exhausted_and_partial(backend: Backend) {
         "the packet that spent the pool told the admins"
     );
     assert_eq!(env.db.count("notifications", "kind = 'usage_threshold'"), 0);
+    // The database itself holds issued <= cap, whatever a statement tries.
+    let mut conn = env.db.connect();
+    let overdraw = diesel::RunQueryDsl::execute(
+        diesel::sql_query("UPDATE licenses SET meter_issued = meter_cap + 1 WHERE id = 'LIC-X'"),
+        &mut conn,
+    );
+    assert!(
+        overdraw.is_err_and(|e| e.to_string().contains("licenses_meter_issued_bounds")),
+        "the CHECK refuses issuing past the cap"
+    );
     let (status, body) = b.ask(&server, 1, true).await;
     assert_eq!((status, &body["available"]), (409, &json!(0)), "{body}");
     assert_eq!(ledger(&env, "LIC-X"), (50, 2, 2));
@@ -1044,4 +1054,27 @@ async fn metered_reference_client_end_to_end() {
         1,
         "the second request reported the day used"
     );
+}
+
+/// Past the license's federation grace with events unacknowledged, no packet is issued (and
+/// nothing charged); the device's balance is its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metered_federation_overdue_issues_nothing() {
+    let env = TestEnv::with_config(Backend::Sqlite, crate::federation_support::MANUAL_PUSH);
+    let mut claims = serde_json::to_value(env.claims("LIC-G", 5)).unwrap();
+    claims["model"] = json!("metered");
+    claims["meter"] = json!({"unit": "device_hour", "units": 100});
+    claims["federation"] = json!({"url": "http://127.0.0.1:9/federation", "grace": 2});
+    let key_file = env.sign(&serde_json::from_value(claims).unwrap());
+    import(&env, "g.seatkey", &key_file);
+    let server = env.serve().await;
+    let mut device = register(&env, &server, &key_file, "hh-1").await;
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let (status, body) = device.ask(&server, 24, false).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("federation_overdue")),
+        "{body}"
+    );
+    assert_eq!(ledger(&env, "LIC-G"), (0, 0, 0));
 }
