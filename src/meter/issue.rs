@@ -124,7 +124,13 @@ pub fn issue(conn: &mut DbConn, it: &Issue<'_>) -> Result<Issued, TxFail> {
         None => {
             let (cap, issued) = pool::figures(conn, lic)?;
             let left = pool::available(cap, issued);
-            if !asked.partial || left < it.min.max(1) {
+            if left < it.min.max(1) {
+                // Not even the smallest packet is left: the admins hear of it (once per
+                // cap), in this transaction, which writes nothing else.
+                crate::notify::usage::pool_refused(conn, lic, it.unit.as_str(), now)?;
+                return Ok(Issued::Exhausted { cap, issued });
+            }
+            if !asked.partial {
                 return Ok(Issued::Exhausted { cap, issued });
             }
             // What is left, if no one took it meanwhile (the statement checks again).

@@ -11,7 +11,7 @@
 pub mod outbox;
 pub mod render;
 pub mod sender;
-mod usage;
+pub mod usage;
 pub mod watch;
 
 use std::sync::OnceLock;

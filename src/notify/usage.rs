@@ -1,6 +1,7 @@
 //! The emails of metered licenses (DESIGN §8, §10.3), queued by the journal inside the
 //! transaction of the change that owes them: `usage_exhausted` when a packet spends the
-//! last units of the pool, `usage_threshold` when `issued / cap` crosses
+//! last units of the pool (or a request is refused because not even the smallest packet
+//! is left), `usage_threshold` when `issued / cap` crosses
 //! `notify.threshold_percent` upward (both to the key file's admins, once per cap: a
 //! renewal that raises the cap starts a new episode), and `usage_state_invalid` to the
 //! operators when a device is flagged.
@@ -28,13 +29,45 @@ pub(super) fn provisioned(
     let cap = license.meter_cap;
     let percent = settings().threshold_percent;
     let over = |issued: i64| issued * 100 >= percent * cap;
-    let (kind, key) = if cap > 0 && issued >= cap {
-        (Kind::UsageExhausted, format!("usage_exhausted:{lic}:{cap}"))
+    let kind = if cap > 0 && issued >= cap {
+        Kind::UsageExhausted
     } else if cap > 0 && over(issued) && !over(issued - amt) {
-        (Kind::UsageThreshold, format!("usage_threshold:{lic}:{cap}"))
+        Kind::UsageThreshold
     } else {
         return Ok(());
     };
+    let unit = change.detail["unit"].as_str().unwrap_or_default();
+    queue_pool(conn, &license, kind, issued, unit, change.at)
+}
+
+/// A packet request refused because the pool cannot give even the smallest packet: the
+/// admins hear of it once per cap, like the packet that spends the pool to the last unit
+/// (the same dedupe key), so a pool that never reaches exactly zero is not left silent.
+/// Called in the refusal's own transaction.
+pub fn pool_refused(conn: &mut DbConn, lic: &str, unit: &str, at: i64) -> Result<(), DbError> {
+    let license: License = licenses::table
+        .find(lic)
+        .select(License::as_select())
+        .get_result(conn)?;
+    let issued = license.meter_issued;
+    queue_pool(conn, &license, Kind::UsageExhausted, issued, unit, at)
+}
+
+/// Queues the pool email of `kind` for the license's cap (once per cap).
+fn queue_pool(
+    conn: &mut DbConn,
+    license: &License,
+    kind: Kind,
+    issued: i64,
+    unit: &str,
+    at: i64,
+) -> Result<(), DbError> {
+    let (lic, cap) = (license.id.as_str(), license.meter_cap);
+    let key = match kind {
+        Kind::UsageExhausted => format!("usage_exhausted:{lic}:{cap}"),
+        _ => format!("usage_threshold:{lic}:{cap}"),
+    };
+    let percent = settings().threshold_percent;
     let rendered = render::UsagePool {
         exhausted: kind == Kind::UsageExhausted,
         product: &license.product_name,
@@ -42,20 +75,12 @@ pub(super) fn provisioned(
         license: lic,
         issued,
         cap,
-        unit: change.detail["unit"].as_str().unwrap_or_default(),
+        unit,
         percent,
-        url: &license_url(&license),
+        url: &license_url(license),
     }
     .render();
-    queue(
-        conn,
-        kind,
-        Some(lic),
-        &admins(&license),
-        &key,
-        rendered,
-        change.at,
-    )?;
+    queue(conn, kind, Some(lic), &admins(license), &key, rendered, at)?;
     Ok(())
 }
 

@@ -2,7 +2,8 @@
 //! activate` registers its key, `device usage status | tick | request` keep the balance in
 //! files beside the saved activation. Without balance the product must stop (exit 1); a
 //! packet request fills it; a restored old state file locks the meter; a spent pool is a
-//! clear refusal that changes nothing on the device.
+//! clear refusal that changes nothing on the device. And a pool that cannot give even the
+//! smallest packet tells the admins once, though it never reached exactly zero.
 
 use std::process::Output;
 
@@ -139,4 +140,65 @@ async fn metered_client_commands() {
         "{partial}"
     );
     assert_eq!(partial["pool_issued"], 30);
+}
+
+#[tokio::test]
+async fn metered_pool_too_low_for_a_packet_tells_the_admins_once() {
+    let env = TestEnv::new(Backend::Sqlite);
+    // 30 units, packets of at least 10: after 25 are issued, 5 are left and no packet fits.
+    let mut claims = serde_json::to_value(env.claims("LIC-LOW", 3)).unwrap();
+    claims["model"] = serde_json::json!("metered");
+    claims["meter"] = serde_json::json!({
+        "unit": "device_hour", "units": 30, "packet": {"default": 10, "min": 10, "max": 30}
+    });
+    let key_file = env.sign(&serde_json::from_value(claims).unwrap());
+    import(&env, "low.seatkey", &key_file);
+    let key_path = env.write("site.seatkey", &key_file);
+    let server = env.serve().await;
+    let saved_path = env.path("hh.device.json");
+    let saved = saved_path.to_str().unwrap();
+    let out = run(&[
+        "device",
+        "activate",
+        "--server",
+        &server.url,
+        "--key-file",
+        key_path.to_str().unwrap(),
+        "--device-id",
+        "hh-1",
+        "--user",
+        "Ada",
+        "--out",
+        saved,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        json(&usage(&env, saved, "request", &["--units", "25"]))["pool_issued"],
+        25
+    );
+    let exhausted = "kind = 'usage_exhausted' AND license_id = 'LIC-LOW'";
+    assert_eq!(
+        env.db.count("notifications", exhausted),
+        0,
+        "5 units are left"
+    );
+    for _ in 0..3 {
+        let refused = usage(&env, saved, "request", &["--units", "10", "--partial"]);
+        assert!(
+            stderr(&refused).contains("usage_exhausted"),
+            "{}",
+            stderr(&refused)
+        );
+    }
+    assert_eq!(
+        env.db.count("notifications", exhausted),
+        1,
+        "one email for the cap"
+    );
+    assert_eq!(
+        env.db
+            .scalar("SELECT meter_issued AS v FROM licenses WHERE id = 'LIC-LOW'"),
+        25,
+        "nothing charged"
+    );
 }
