@@ -103,7 +103,7 @@ impl Opened {
     }
 }
 
-fn meter_error(saved: &Path, e: MeterError<std::io::Error>) -> ClientError {
+pub(super) fn meter_error(saved: &Path, e: MeterError<std::io::Error>) -> ClientError {
     match e {
         MeterError::NotMetered(reason) => ClientError::SavedActivation {
             path: saved.to_path_buf(),
