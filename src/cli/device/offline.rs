@@ -17,14 +17,7 @@ use serde::Serialize;
 
 use super::ClientError;
 use super::files::{DeviceState, read_bytes, read_text, saved_json, write_private_json};
-use super::usage::{self, meter_error};
-
-/// The wall clock, unix seconds.
-fn wall_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
+use super::usage::{self, meter_error, wall_now};
 
 fn file_error(path: &Path, reason: impl Into<String>) -> ClientError {
     ClientError::OfflineFile {
@@ -133,15 +126,10 @@ pub fn request_packets(
     out: &Path,
 ) -> Result<RequestWritten, ClientError> {
     let mut opened = usage::open(saved, provider_key)?;
-    let mut random = [0u8; 32];
-    rand::fill(&mut random[..]);
-    let token = opened
-        .meter
-        .request(units, partial, random, opened.clocks())
-        .map_err(|e| meter_error(saved, e))?;
+    let (token, jti) = usage::pending_request(&mut opened, saved, units, partial)?;
     write_request(out, &token)?;
     Ok(RequestWritten {
-        request: jws::b64url(&random[..16]),
+        request: jti,
         out: out.to_path_buf(),
         saved: saved.to_path_buf(),
     })
