@@ -197,9 +197,28 @@ async fn one_bad_line(backend: Backend) {
     let good = env.path("good.req");
     request_activation(&key_file, "handheld-2", &saved, &good);
     let lines = offline::read_request_file(&std::fs::read(&good).unwrap()).unwrap();
+    let good_line = lines[0].0.as_str();
+    // Well signed by their own keys, but naming a key file never imported, or addressed to
+    // another server.
+    let good_claims = offline::verify_activation_request(good_line).unwrap().0;
+    let forged = |jti: &str, change: &dyn Fn(&mut offline::ActivationRequestClaims)| {
+        let mut claims = good_claims.clone();
+        claims.iss = format!("other-{jti}");
+        claims.jti = format!("req_{jti}_0123456789");
+        change(&mut claims);
+        let key = ed25519_dalek::SigningKey::from_bytes(&rand::random::<[u8; 32]>());
+        offline::sign_activation_request(&key, &claims)
+    };
+    let unknown_file = forged("unknownfile", &|c| c.key_file.sha256 = "0".repeat(64));
+    let other_server = forged("otherserver", &|c| c.aud = "f".repeat(64));
     let mixed = env.write(
         "mixed.req",
-        offline::request_file([lines[0].0.as_str(), "not-a-jws"]),
+        offline::request_file([
+            good_line,
+            "not-a-jws",
+            unknown_file.as_str(),
+            other_server.as_str(),
+        ]),
     );
     let response = env.path("mixed.resp");
     fulfil(&env, &mixed, &response);
@@ -211,17 +230,38 @@ async fn one_bad_line(backend: Backend) {
         [
             ResponseKind::KeyFile,
             ResponseKind::DeviceKey,
+            ResponseKind::Error,
+            ResponseKind::Error,
             ResponseKind::Error
         ]
     );
-    let error = jws::parse_compact(&answered[2].0).unwrap();
+    let errors: Vec<(String, String)> = answered[2..]
+        .iter()
+        .map(|(line, _)| {
+            let error = jws::parse_compact(line).unwrap();
+            assert_eq!(
+                error.header.typ.as_deref(),
+                Some(offline::OFFLINE_ERROR_TYP)
+            );
+            let claims: OfflineErrorClaims = serde_json::from_slice(&error.payload).unwrap();
+            (claims.req, claims.code)
+        })
+        .collect();
     assert_eq!(
-        error.header.typ.as_deref(),
-        Some(offline::OFFLINE_ERROR_TYP)
+        errors,
+        [
+            ("line:2".to_owned(), "invalid_request".to_owned()),
+            (
+                "req_unknownfile_0123456789".to_owned(),
+                "invalid_key_file".to_owned()
+            ),
+            (
+                "req_otherserver_0123456789".to_owned(),
+                "invalid_request".to_owned()
+            ),
+        ]
     );
-    let claims: OfflineErrorClaims = serde_json::from_slice(&error.payload).unwrap();
-    assert_eq!(claims.req, "line:2");
-    assert_eq!(claims.code, "invalid_request");
+    // Only the good line took a seat.
     assert_eq!(env.db.count("seats", "license_id = 'LIC-OFF'"), 1);
 
     // The device takes its seat and shows the other line's code.
