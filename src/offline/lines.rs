@@ -68,7 +68,7 @@ pub fn answer(
 ) -> Result<Outcome, OfflineError> {
     let req = request_id(line).unwrap_or_else(|| format!("line:{number}"));
     let (kind_name, answered) = match kind {
-        Ok(RequestKind::Packets) => ("packets", packets(app, line)),
+        Ok(RequestKind::Packets) => ("packets", packets(app, line, actor)),
         Ok(RequestKind::Activation) => ("activation", activation(app, line, actor)),
         Err(e) => (
             "unknown",
@@ -135,7 +135,7 @@ type Answered = Result<(String, Vec<String>), Refusal>;
 
 /// A packet request: the seat named in its claims, then the HTTP endpoint's code path, which
 /// verifies the request with that seat's registered key.
-fn packets(app: &App, line: &str) -> Answered {
+fn packets(app: &App, line: &str, actor: &str) -> Answered {
     let claims: PacketRequestClaims = jws::parse_compact(line)
         .ok()
         .and_then(|parsed| serde_json::from_slice(&parsed.payload).ok())
@@ -145,7 +145,7 @@ fn packets(app: &App, line: &str) -> Answered {
                 "the packet request's claims do not read",
             )
         })?;
-    let reply = crate::meter::request_packets(app, &claims.seat, line)
+    let reply = crate::meter::request_packets_as(app, &claims.seat, line, actor)
         .map_err(|e| Refusal::new(e.code(), e.to_string()))?;
     let answer = reply.answer;
     let summary = format!(

@@ -141,6 +141,14 @@ async fn air_gapped_round_trip(backend: Backend) {
         5
     );
     assert_eq!(env.db.count("meter_packets", ""), 1);
+    assert_eq!(
+        env.db.count(
+            "audit_log",
+            "action = 'usage.provisioned' AND actor = 'cli' AND license_id = 'LIC-OFF'"
+        ),
+        1,
+        "the packet is journaled once, with actor cli"
+    );
     assert_eq!(env.db.count("offline_exchanges", ""), 2);
     assert_eq!(
         env.db.count("offline_exchanges", "actor = 'cli'"),
