@@ -31,13 +31,14 @@ impl Run for Offline {
     fn run(self, global: &Global) -> Result<(), CliError> {
         match self.command {
             OfflineCommand::Fulfil { request, out } => {
-                let bytes = read_file(&request)?;
+                let refused = |source| CliError::Offline {
+                    path: request.clone(),
+                    source,
+                };
+                // Checked before the database is opened: a refused file changes nothing.
+                let file = offline::RequestFile::read(&read_file(&request)?).map_err(refused)?;
                 let app = global.migrated_app()?;
-                let fulfilled =
-                    offline::fulfil(&app, &bytes, "cli").map_err(|source| CliError::Offline {
-                        path: request.clone(),
-                        source,
-                    })?;
+                let fulfilled = offline::fulfil(&app, &file, "cli").map_err(refused)?;
                 write_file(&out, fulfilled.response.as_bytes())?;
                 if global.json {
                     return print_json(&serde_json::json!({

@@ -82,19 +82,36 @@ pub struct Fulfilled {
     pub outcomes: Vec<lines::Outcome>,
 }
 
+/// A request file that passed the size and armor checks.
+#[derive(Debug, Clone)]
+pub struct RequestFile {
+    lines: Vec<offline::RequestLine>,
+    /// Lowercase hex SHA-256 of the lines joined by `\n`: the exchange's key.
+    sha256: String,
+}
+
+impl RequestFile {
+    /// Reads a request file; checked before anything opens the database, so a refused file
+    /// touches nothing.
+    pub fn read(bytes: &[u8]) -> Result<Self, OfflineError> {
+        let lines = offline::read_request_file(bytes)?;
+        // Keyed by its lines, not the file's bytes, so the same requests carried with other
+        // line endings or armor spacing are still the same exchange.
+        let joined = lines
+            .iter()
+            .map(|(line, _)| line.as_str())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let sha256 = hex::encode(Sha256::digest(joined.as_bytes()));
+        Ok(Self { lines, sha256 })
+    }
+}
+
 /// Fulfils a request file for `actor` (`cli`, `admin:NAME`). Blocking: call from a worker
-/// thread. A refused file changes nothing.
-pub fn fulfil(app: &App, bytes: &[u8], actor: &str) -> Result<Fulfilled, OfflineError> {
-    let request = offline::read_request_file(bytes)?;
-    // The exchange is keyed by its lines, not the file's bytes, so the same requests
-    // carried with other line endings or armor spacing are still the same exchange.
-    let joined = request
-        .iter()
-        .map(|(line, _)| line.as_str())
-        .collect::<Vec<_>>()
-        .join("\n");
-    let request_sha256 = hex::encode(Sha256::digest(joined.as_bytes()));
-    if let Some(response) = store::find(app, &request_sha256)? {
+/// thread.
+pub fn fulfil(app: &App, request: &RequestFile, actor: &str) -> Result<Fulfilled, OfflineError> {
+    let request_sha256 = &request.sha256;
+    if let Some(response) = store::find(app, request_sha256)? {
         return Ok(Fulfilled {
             response,
             replayed: true,
@@ -102,8 +119,8 @@ pub fn fulfil(app: &App, bytes: &[u8], actor: &str) -> Result<Fulfilled, Offline
         });
     }
     let mut response_lines: Vec<String> = Vec::new();
-    let mut outcomes = Vec::with_capacity(request.len());
-    for (number, (line, kind)) in request.iter().enumerate() {
+    let mut outcomes = Vec::with_capacity(request.lines.len());
+    for (number, (line, kind)) in request.lines.iter().enumerate() {
         let outcome = lines::answer(app, number + 1, line, kind.clone(), actor)?;
         for token in &outcome.lines {
             // Two activations under one license both answer its key file: once is enough.
@@ -116,7 +133,7 @@ pub fn fulfil(app: &App, bytes: &[u8], actor: &str) -> Result<Fulfilled, Offline
     let response = offline::response_file(response_lines.iter().map(String::as_str));
     // A concurrent fulfil of the same file may have stored first: its response is the one
     // both return, so the bytes stay the same however often the file is carried in.
-    let stored = store::keep(app, &request_sha256, &response, actor)?;
+    let stored = store::keep(app, request_sha256, &response, actor)?;
     let replayed = stored != response;
     Ok(Fulfilled {
         response: stored,
