@@ -4,7 +4,8 @@
 //! * [`http`]: the activation round trip (`POST /api/v1/activations`);
 //! * [`change`]: reissue and return, with a proof signed by the device key;
 //! * [`files`]: the saved activation and the inputs of `device verify`;
-//! * [`offline`]: request and response files for a device that cannot reach Seatkeep;
+//! * [`offline`] and [`offline_command`]: request and response files for a device that
+//!   cannot reach Seatkeep (`device offline-request | offline-apply`, DESIGN §11);
 //! * [`usage`] and [`usage_command`]: the metered side (`device usage …`, DESIGN §10.5);
 //! * [`error`]: the client's errors.
 
@@ -13,6 +14,7 @@ pub mod error;
 pub mod files;
 pub mod http;
 pub mod offline;
+pub mod offline_command;
 #[cfg(test)]
 mod tests;
 pub mod usage;
@@ -95,48 +97,9 @@ enum DeviceCommand {
         command: usage_command::UsageCommand,
     },
     /// Write a request file for `seatkeep offline fulfil` (a device without a connection).
-    #[command(group(clap::ArgGroup::new("what").required(true).args(["activate", "packets"])))]
-    OfflineRequest {
-        /// Ask for a seat (needs --key-file and --device-id; --user as for `activate`).
-        #[arg(long, requires_all = ["key_file", "device_id"])]
-        activate: bool,
-        /// Ask for a packet of N units for the saved metered activation (needs
-        /// --provider-key; 0 reports the state and syncs the clock only).
-        #[arg(long, value_name = "N", requires = "provider_key")]
-        packets: Option<i64>,
-        /// Accept fewer units when the pool is low (with --packets).
-        #[arg(long, requires = "packets")]
-        partial: bool,
-        /// The site's key file (with --activate).
-        #[arg(long)]
-        key_file: Option<PathBuf>,
-        /// This device's id (with --activate).
-        #[arg(long)]
-        device_id: Option<String>,
-        /// User name (with --activate).
-        #[arg(long, default_value = "")]
-        user: String,
-        /// The saved activation (default with --activate: ./DEVICE_ID.device.json).
-        #[arg(long)]
-        saved: Option<PathBuf>,
-        /// Provider public key PEM (with --packets).
-        #[arg(long)]
-        provider_key: Option<PathBuf>,
-        /// Where to write the request file.
-        #[arg(long)]
-        out: PathBuf,
-    },
+    OfflineRequest(offline_command::RequestArgs),
     /// Apply a response file from `seatkeep offline fulfil` to the saved activation.
-    OfflineApply {
-        /// The response file.
-        response: PathBuf,
-        /// The saved activation that made the request.
-        #[arg(long)]
-        saved: PathBuf,
-        /// Provider public key PEM.
-        #[arg(long)]
-        provider_key: PathBuf,
-    },
+    OfflineApply(offline_command::ApplyArgs),
     /// Verify a device key offline with only the provider's public key.
     Verify {
         /// Provider public key PEM.
@@ -196,71 +159,8 @@ impl super::Run for Device {
                 report_change(&outcome, global.json)
             }
             DeviceCommand::Usage { command } => usage_command::run(command, global.json),
-            DeviceCommand::OfflineRequest {
-                activate,
-                packets,
-                partial,
-                key_file,
-                device_id,
-                user,
-                saved,
-                provider_key,
-                out,
-            } => {
-                let written = match (activate, key_file, device_id, packets, provider_key) {
-                    (true, Some(key_file), Some(device_id), _, _) => {
-                        let saved = saved
-                            .unwrap_or_else(|| PathBuf::from(format!("{device_id}.device.json")));
-                        offline::request_activation(&offline::ActivateRequest {
-                            key_file,
-                            device_id,
-                            user,
-                            saved,
-                            out,
-                        })?
-                    }
-                    (false, _, _, Some(units), Some(provider_key)) => {
-                        let saved = saved
-                            .ok_or_else(|| CliError::Usage("--packets needs --saved".into()))?;
-                        offline::request_packets(&saved, &provider_key, units, partial, &out)?
-                    }
-                    _ => {
-                        return Err(CliError::Usage(
-                            "pass --activate --key-file F --device-id ID, or --packets N --saved F --provider-key PEM".into(),
-                        ));
-                    }
-                };
-                if global.json {
-                    return print_json(&written);
-                }
-                println!(
-                    "request {} written to {}; carry it to `seatkeep offline fulfil`, then apply the response with `seatkeep device offline-apply RESPONSE --saved {}`",
-                    written.request,
-                    written.out.display(),
-                    written.saved.display()
-                );
-                Ok(())
-            }
-            DeviceCommand::OfflineApply {
-                response,
-                saved,
-                provider_key,
-            } => {
-                let applied = offline::apply(&response, &saved, &provider_key)?;
-                if global.json {
-                    return print_json(&applied);
-                }
-                for line in &applied {
-                    match &line.code {
-                        Some(code) => println!(
-                            "line {} ({}): {code}: {}",
-                            line.line, line.kind, line.outcome
-                        ),
-                        None => println!("line {} ({}): {}", line.line, line.kind, line.outcome),
-                    }
-                }
-                Ok(())
-            }
+            DeviceCommand::OfflineRequest(args) => offline_command::request(args, global.json),
+            DeviceCommand::OfflineApply(args) => offline_command::apply(args, global.json),
             DeviceCommand::Verify {
                 provider_key,
                 device_key,
