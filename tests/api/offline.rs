@@ -67,8 +67,9 @@ fn apply(env: &TestEnv, response: &Path, saved: &Path) -> serde_json::Value {
     ]))
 }
 
-fn fulfil(env: &TestEnv, request: &Path, response: &Path) {
-    env.cli_ok(&["offline", "fulfil", p(request), "--out", p(response)]);
+/// `seatkeep offline fulfil REQUEST --out RESPONSE`; returns what it printed.
+fn fulfil(env: &TestEnv, request: &Path, response: &Path) -> String {
+    env.cli_ok(&["offline", "fulfil", p(request), "--out", p(response)])
 }
 
 async fn air_gapped_round_trip(backend: Backend) {
@@ -229,7 +230,24 @@ async fn one_bad_line(backend: Backend) {
         ]),
     );
     let response = env.path("mixed.resp");
-    fulfil(&env, &mixed, &response);
+    let printed = fulfil(&env, &mixed, &response);
+    // One line per request line, refusals with their code.
+    assert!(
+        printed.contains("line 1 (activation): device handheld-2: seat "),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("line 2 (unknown): refused invalid_request"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("line 3 (activation): refused invalid_key_file"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("line 4 (activation): refused invalid_request: aud"),
+        "{printed}"
+    );
 
     let answered = offline::read_response_file(&std::fs::read(&response).unwrap()).unwrap();
     let kinds: Vec<ResponseKind> = answered.iter().map(|(_, kind)| *kind).collect();
@@ -272,7 +290,21 @@ async fn one_bad_line(backend: Backend) {
     // Only the good line took a seat.
     assert_eq!(env.db.count("seats", "license_id = 'LIC-OFF'"), 1);
 
-    // The device takes its seat and shows the other line's code.
+    // The device takes its seat and shows the other lines' codes.
+    let printed = run(&[
+        "device",
+        "offline-apply",
+        p(&response),
+        "--saved",
+        p(&saved),
+        "--provider-key",
+        p(&env.provider_pub),
+    ]);
+    let printed = String::from_utf8_lossy(&printed.stdout).into_owned();
+    assert!(
+        printed.contains("line 4 (error): invalid_key_file: request req_unknownfile"),
+        "{printed}"
+    );
     let applied = apply(&env, &response, &saved);
     let lines = applied.as_array().unwrap();
     assert!(
