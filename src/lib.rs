@@ -24,6 +24,7 @@ pub mod licenses;
 pub mod meter;
 pub mod metrics;
 pub mod notify;
+pub mod offline;
 pub mod revocation;
 pub mod seats;
 pub mod signing;

@@ -4,6 +4,8 @@
 //! * [`http`]: the activation round trip (`POST /api/v1/activations`);
 //! * [`change`]: reissue and return, with a proof signed by the device key;
 //! * [`files`]: the saved activation and the inputs of `device verify`;
+//! * [`offline`] and [`offline_command`]: request and response files for a device that
+//!   cannot reach Seatkeep (`device offline-request | offline-apply`, DESIGN §11);
 //! * [`usage`] and [`usage_command`]: the metered side (`device usage …`, DESIGN §10.5);
 //! * [`error`]: the client's errors.
 
@@ -11,6 +13,8 @@ pub mod change;
 pub mod error;
 pub mod files;
 pub mod http;
+pub mod offline;
+pub mod offline_command;
 #[cfg(test)]
 mod tests;
 pub mod usage;
@@ -92,6 +96,10 @@ enum DeviceCommand {
         #[command(subcommand)]
         command: usage_command::UsageCommand,
     },
+    /// Write a request file for `seatkeep offline fulfil` (a device without a connection).
+    OfflineRequest(offline_command::RequestArgs),
+    /// Apply a response file from `seatkeep offline fulfil` to the saved activation.
+    OfflineApply(offline_command::ApplyArgs),
     /// Verify a device key offline with only the provider's public key.
     Verify {
         /// Provider public key PEM.
@@ -151,6 +159,8 @@ impl super::Run for Device {
                 report_change(&outcome, global.json)
             }
             DeviceCommand::Usage { command } => usage_command::run(command, global.json),
+            DeviceCommand::OfflineRequest(args) => offline_command::request(args, global.json),
+            DeviceCommand::OfflineApply(args) => offline_command::apply(args, global.json),
             DeviceCommand::Verify {
                 provider_key,
                 device_key,

@@ -12,6 +12,7 @@ mod federation;
 mod keyfile;
 mod licenses;
 mod notify;
+mod offline;
 mod provider;
 mod quickstart;
 mod seats;
@@ -124,6 +125,7 @@ commands! {
     Backup(backup::Backup),
     Restore(backup::Restore),
     Check(check::Check),
+    Offline(offline::Offline),
     Provider(provider::Provider),
     Device(device::Device),
 }
@@ -170,6 +172,12 @@ pub enum CliError {
     Seat(#[from] SeatError),
     #[error(transparent)]
     Meter(#[from] crate::meter::MeterError),
+    /// A request file refused whole (`request_too_large`, `invalid_request_file`, a fault).
+    #[error("{path}: {source}")]
+    Offline {
+        path: PathBuf,
+        source: crate::offline::OfflineError,
+    },
     #[error(transparent)]
     Admin(#[from] AdminError),
     #[error(transparent)]

@@ -256,6 +256,16 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Every offline exchange (DESIGN §11), by its request: the response is answered again.
+    offline_exchanges (request_sha256) {
+        request_sha256 -> Text,
+        response -> Text,
+        created_at -> BigInt,
+        actor -> Text,
+    }
+}
+
 diesel::joinable!(federation_events -> licenses (license_id));
 diesel::joinable!(meter_packets -> seats (seat_id));
 diesel::joinable!(packet_requests -> seats (seat_id));
@@ -281,4 +291,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     auth_failures,
     meter_packets,
     packet_requests,
+    offline_exchanges,
 );

@@ -99,6 +99,8 @@ pub struct Issue<'a> {
     pub product: seatkeep_device::DeviceKeyProduct,
     pub server_id: &'a str,
     pub jkt: &'a str,
+    /// Who the journal names: `device`, or `cli` / `admin:NAME` for an offline file.
+    pub actor: &'a str,
 }
 
 /// What the issuing transaction did.
@@ -176,7 +178,7 @@ pub fn issue(conn: &mut DbConn, it: &Issue<'_>) -> Result<Issued, TxFail> {
         conn,
         &Change {
             at: now,
-            actor: "device",
+            actor: it.actor,
             kind: ChangeKind::UsageProvisioned,
             license: Some(lic),
             seat: Some(&seat.id),

@@ -17,7 +17,7 @@ pub mod reconcile;
 pub mod request;
 
 pub use ops::{DeviceUsage, PoolStatus, devices, reset_device, status};
-pub use request::{PacketsReply, request_packets};
+pub use request::{PacketsReply, request_packets, request_packets_as};
 
 use seatkeep_device::ProblemCode;
 use seatkeep_device::meter::MeterTerms;

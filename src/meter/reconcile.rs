@@ -64,12 +64,13 @@ pub fn flag(
     state: &ReportedState,
     reason: &str,
     now: i64,
+    actor: &str,
 ) -> Result<(), MeterError> {
     journal::record(
         conn,
         &Change {
             at: now,
-            actor: "device",
+            actor,
             kind: ChangeKind::UsageStateInvalid,
             license: Some(&seat.license_id),
             seat: Some(&seat.id),

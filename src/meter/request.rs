@@ -33,11 +33,22 @@ pub struct PacketsReply {
 /// Answers a packet request `body` (a compact JWS) for `seat_id`. Blocking: call from a
 /// worker thread.
 pub fn request_packets(app: &App, seat_id: &str, body: &str) -> Result<PacketsReply, MeterError> {
+    request_packets_as(app, seat_id, body, "device")
+}
+
+/// [`request_packets`] with the journal's actor named: `device` over HTTP, `cli` or
+/// `admin:NAME` for a request carried in an offline file (DESIGN §11).
+pub fn request_packets_as(
+    app: &App,
+    seat_id: &str,
+    body: &str,
+    actor: &str,
+) -> Result<PacketsReply, MeterError> {
     rules::validate_seat_id(seat_id)?;
     let body = body.trim();
     let body_sha256 = hex::encode(Sha256::digest(body.as_bytes()));
     for _ in 0..RACE_RETRIES {
-        match attempt(app, seat_id, body, &body_sha256) {
+        match attempt(app, seat_id, body, &body_sha256, actor) {
             Err(TxFail::LostRace) => continue,
             Err(TxFail::Meter(e)) => return Err(e),
             Ok(reply) => return Ok(reply),
@@ -54,6 +65,8 @@ struct Ctx<'a> {
     terms: &'a MeterTerms,
     claims: &'a PacketRequestClaims,
     body_sha256: &'a str,
+    /// Who the journal names for what this request changes.
+    actor: &'a str,
 }
 
 impl Ctx<'_> {
@@ -88,6 +101,7 @@ fn attempt(
     seat_id: &str,
     body: &str,
     body_sha256: &str,
+    actor: &str,
 ) -> Result<PacketsReply, TxFail> {
     let (seat, license) = {
         let mut conn = app.db.conn()?;
@@ -104,6 +118,7 @@ fn attempt(
         terms: &terms,
         claims: &claims,
         body_sha256,
+        actor,
     };
     if let Some(known) = known_request(app, &seat, &claims)? {
         // A repeat: the same packets again, charged once (DESIGN §10.3).
@@ -116,7 +131,7 @@ fn attempt(
     let now = app.clock.now();
     rules::check_usable(&license, now).map_err(MeterError::from)?;
     rules::require_active(&seat).map_err(MeterError::from)?;
-    check_state(app, &seat, &claims, now)?;
+    check_state(app, &seat, &claims, now, actor)?;
     // Unapplied packets go back instead of new ones: a device that keeps asking without
     // applying strands at most this many.
     let unapplied: Vec<i64> = (claims.state.last_seq + 1..=seat.packet_seq).collect();
@@ -176,6 +191,7 @@ fn issue_new(ctx: &Ctx<'_>, now: i64) -> Result<PacketsReply, TxFail> {
     };
     let license_exp = ctx.license.expires_at;
     let amount = ctx.claims.amt;
+    let actor = ctx.actor.to_owned();
     let issued = ctx.app.db.write(&ctx.license.id.clone(), move |conn| {
         let it = Issue {
             asked: Asked {
@@ -193,6 +209,7 @@ fn issue_new(ctx: &Ctx<'_>, now: i64) -> Result<PacketsReply, TxFail> {
             product,
             server_id: &server_id,
             jkt: &jkt,
+            actor: &actor,
         };
         issue::issue(conn, &it)
     })?;
@@ -271,6 +288,7 @@ fn check_state(
     seat: &Seat,
     claims: &PacketRequestClaims,
     now: i64,
+    actor: &str,
 ) -> Result<(), MeterError> {
     if let Some(reason) = &seat.meter_flag {
         return Err(MeterError::DeviceStateInvalid(format!(
@@ -287,8 +305,9 @@ fn check_state(
         return Ok(());
     };
     let (flagged, state, why) = (seat.clone(), claims.state, reason.clone());
+    let actor = actor.to_owned();
     let written = app.db.write(&seat.license_id, move |conn| {
-        reconcile::flag(conn, &flagged, &state, &why, now)
+        reconcile::flag(conn, &flagged, &state, &why, now, &actor)
     });
     match written {
         Ok(()) | Err(MeterError::DeviceStateInvalid(_)) => {

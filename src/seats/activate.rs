@@ -14,6 +14,16 @@ use crate::journal::{self, Change, ChangeKind, Recorded};
 /// Activates a seat for a device, or returns the seat it already holds (idempotent).
 /// Blocking: call from a worker thread.
 pub fn activate(app: &App, req: &ActivationRequest) -> Result<Activation, SeatError> {
+    activate_as(app, req, "device")
+}
+
+/// [`activate`] with the journal's actor named: `device` over HTTP, `cli` or `admin:NAME`
+/// for an offline request file carried in by an operator (DESIGN §11).
+pub fn activate_as(
+    app: &App,
+    req: &ActivationRequest,
+    actor: &str,
+) -> Result<Activation, SeatError> {
     rules::validate_key_file_text(&req.key_file)?;
     rules::validate_device_id(&req.device_id)?;
     rules::validate_user_name(&req.user_name)?;
@@ -71,8 +81,9 @@ pub fn activate(app: &App, req: &ActivationRequest) -> Result<Activation, SeatEr
             hash_return_token(&app.identity.return_token(&seat.id, seat.cycle));
         let granted = {
             let license = license.clone();
+            let actor = actor.to_owned();
             app.db.write(&license.id.clone(), move |conn| {
-                grant(conn, &license, held, seat, now)
+                grant(conn, &license, held, seat, now, &actor)
             })?
         };
         match granted {
@@ -185,6 +196,7 @@ fn grant(
     held: Option<Seat>,
     mut seat: Seat,
     now: i64,
+    actor: &str,
 ) -> Result<Grant, TxnError> {
     // The check and the increment are one statement, which also locks the license row and
     // takes the change's number.
@@ -259,7 +271,7 @@ fn grant(
         conn,
         &Change {
             at: now,
-            actor: "device",
+            actor,
             kind: ChangeKind::SeatActivated,
             license: Some(&license.id),
             seat: Some(&seat.id),
@@ -279,7 +291,7 @@ fn grant(
             conn,
             &Change {
                 at: now,
-                actor: "device",
+                actor,
                 kind: ChangeKind::SeatReissued,
                 license: Some(&license.id),
                 seat: Some(&seat.id),

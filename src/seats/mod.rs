@@ -17,7 +17,7 @@ mod query;
 pub mod rules;
 mod txn;
 
-pub use activate::{activate, check_federation_grace};
+pub use activate::{activate, activate_as, check_federation_grace};
 pub use change::{reissue, retire, return_seat};
 pub use page::{MAX_SEARCH_MATCHES, SeatPage, SeatPageQuery, SeatSort, list, page};
 pub use query::{StoredKey, find, lookup, status};

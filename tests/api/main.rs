@@ -27,6 +27,7 @@ mod lockout;
 mod metered;
 mod metered_client;
 mod notify;
+mod offline;
 mod openapi_fuzz;
 mod quickstart;
 mod ratelimit;

@@ -226,6 +226,11 @@ pub fn request_file<'a>(lines: impl IntoIterator<Item = &'a str>) -> String {
     armor::armor_lines(Label::Request, lines)
 }
 
+/// Writes a response file.
+pub fn response_file<'a>(lines: impl IntoIterator<Item = &'a str>) -> String {
+    armor::armor_lines(Label::Response, lines)
+}
+
 /// What a response line is, by its `typ` (the device verifies each as it applies it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResponseKind {

@@ -81,4 +81,12 @@ pub enum ClientError {
         /// Why.
         reason: String,
     },
+    /// An offline request or response file that cannot be made or read.
+    #[error("{}: {reason}", path.display())]
+    OfflineFile {
+        /// File.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
 }

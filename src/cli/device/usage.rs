@@ -19,7 +19,7 @@ use super::files::{load_saved, read_bytes, write_private};
 use super::http::{activations_url_with, build_client, refusal, send_jose};
 
 /// The wall clock, unix seconds.
-fn wall_now() -> i64 {
+pub(super) fn wall_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
@@ -103,7 +103,7 @@ impl Opened {
     }
 }
 
-fn meter_error(saved: &Path, e: MeterError<std::io::Error>) -> ClientError {
+pub(super) fn meter_error(saved: &Path, e: MeterError<std::io::Error>) -> ClientError {
     match e {
         MeterError::NotMetered(reason) => ClientError::SavedActivation {
             path: saved.to_path_buf(),
@@ -255,15 +255,7 @@ pub async fn request(
             reason: "no server saved: pass --server".into(),
         })?;
     let url = activations_url_with(&server, &format!("/{}/packets", opened.seat))?;
-    let mut random = [0u8; 32];
-    rand::fill(&mut random[..]);
-    // Stored as pending before it is sent (the library saves it). If the answer is lost, the
-    // next request gets the packets issued for this one again: the server answers packets
-    // the device has not applied (at most two) instead of issuing more.
-    let token = opened
-        .meter
-        .request(units, partial, random, opened.clocks())
-        .map_err(|e| meter_error(saved, e))?;
+    let (token, _) = pending_request(opened, saved, units, partial)?;
     let client = build_client(ca)?;
     let (status, answer) = send_jose(&client, &url, token).await?;
     if !matches!(status.as_u16(), 200 | 201) {
@@ -308,6 +300,25 @@ pub async fn request(
         }
     }
     Ok(outcome)
+}
+
+/// A signed packet request for `units` and its `jti`, stored as pending before it is sent
+/// (the library saves it; over HTTP or in an offline file). If the answer is lost, the next
+/// request gets the packets issued for this one again: the server answers packets the
+/// device has not applied (at most two) instead of issuing more.
+pub fn pending_request(
+    opened: &mut Opened,
+    saved: &Path,
+    units: i64,
+    partial: bool,
+) -> Result<(String, String), ClientError> {
+    let mut random = [0u8; 32];
+    rand::fill(&mut random[..]);
+    let token = opened
+        .meter
+        .request(units, partial, random, opened.clocks())
+        .map_err(|e| meter_error(saved, e))?;
+    Ok((token, seatkeep_device::jws::b64url(&random[..16])))
 }
 
 /// Whether a refusal says the license was revoked (the meter then locks for good).
