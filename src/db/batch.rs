@@ -69,8 +69,13 @@ impl GroupCommit {
     {
         let (answer, outcome) = sync_channel::<Result<T, E>>(1);
         let work: Work = Box::new(move |conn: &mut DbConn| {
-            // A nested transaction is a savepoint: a failed job leaves the others intact.
+            // A nested transaction is a savepoint: a failed job leaves the others intact
+            // (and its seat moves, added up for the batch, go with it).
+            let moves_before = crate::seats::moves::snapshot();
             let result = diesel::Connection::transaction(conn, f);
+            if result.is_err() {
+                crate::seats::moves::restore(moves_before);
+            }
             Box::new(move |commit: Result<(), &DbError>| {
                 let result = match commit {
                     Ok(()) => result,
@@ -136,7 +141,10 @@ fn writer(manager: &Manager, queue: &Receiver<Job>) {
         }
         let committed = match conn.as_mut() {
             Some(c) => c.write_transaction(|c| {
+                crate::seats::moves::defer();
                 completions.extend(writes.drain(..).map(|(_, work)| work(c)));
+                // The batch's seat moves, one row per license and day, after every job.
+                crate::seats::moves::flush(c)?;
                 // Counters after every other job: their rows are locked last, in key order,
                 // on every instance. (Jobs never touch counter rows themselves, or two
                 // instances could each hold what the other waits for.)

@@ -48,6 +48,15 @@ fn assert_consistent(env: &TestEnv, expected_active: i64) {
         env.db.scalar("SELECT in_use AS v FROM licenses"),
         expected_active
     );
+    // The day moves the console charts read were added up per batch: they agree too (a
+    // refused or failed grant took its move back with its savepoint).
+    assert_eq!(
+        env.db.scalar(
+            "SELECT CAST(COALESCE(SUM(taken) - SUM(freed), 0) AS BIGINT) AS v FROM seat_moves_daily"
+        ),
+        expected_active,
+        "seat_moves_daily"
+    );
     env.db.assert_journal_gapless();
 }
 
