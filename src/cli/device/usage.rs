@@ -334,18 +334,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn file_store_replaces_state_and_keeps_the_anchor_apart() {
-        let dir = tempfile::tempdir().unwrap();
+    fn file_store_replaces_state_and_keeps_the_anchor_apart() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
         let saved = dir.path().join("scanner.device.json");
         let mut store = FileStore::beside(&saved);
-        assert_eq!(store.load().unwrap(), None);
-        assert_eq!(store.load_anchor().unwrap(), 0);
-        store.save(b"sealed-1").unwrap();
-        store.save_anchor(1).unwrap();
-        store.save(b"sealed-2").unwrap();
-        store.save_anchor(2).unwrap();
-        assert_eq!(store.load().unwrap().as_deref(), Some(&b"sealed-2"[..]));
-        assert_eq!(store.load_anchor().unwrap(), 2);
+        assert_eq!(store.load()?, None);
+        assert_eq!(store.load_anchor()?, 0);
+        store.save(b"sealed-1")?;
+        store.save_anchor(1)?;
+        store.save(b"sealed-2")?;
+        store.save_anchor(2)?;
+        assert_eq!(store.load()?.as_deref(), Some(&b"sealed-2"[..]));
+        assert_eq!(store.load_anchor()?, 2);
         assert!(dir.path().join("scanner.device.json.usage").is_file());
         assert!(
             dir.path()
@@ -353,9 +353,10 @@ mod tests {
                 .is_file()
         );
         // No temporary file is left behind.
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+        assert_eq!(std::fs::read_dir(dir.path())?.count(), 2);
         // A damaged anchor is an error, never a fresh 0 that would accept an old state.
-        std::fs::write(dir.path().join("scanner.device.json.usage-anchor"), "x").unwrap();
+        std::fs::write(dir.path().join("scanner.device.json.usage-anchor"), "x")?;
         assert!(store.load_anchor().is_err());
+        Ok(())
     }
 }

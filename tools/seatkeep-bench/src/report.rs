@@ -427,25 +427,15 @@ pub fn table(report: &Report) -> String {
         out.push_str(&crate::console::table(console));
     }
     if let Some(m) = &report.metered {
-        let _ = writeln!(
-            out,
-            "\nmetered                        per sec   p95 ms   server us/request  answers"
+        extra_phases(
+            &mut out,
+            "metered",
+            &[
+                ("register (device_jwk)", &m.register),
+                ("packet requests", &m.packets),
+                ("same requests again", &m.repeats),
+            ],
         );
-        for (name, phase) in [
-            ("register (device_jwk)", &m.register),
-            ("packet requests", &m.packets),
-            ("same requests again", &m.repeats),
-        ] {
-            let s = &phase.summary;
-            let _ = writeln!(
-                out,
-                "  {name:<27} {:>8.0} {:>8.2} {:>19.0}  {}",
-                s.per_second,
-                s.p95_ms,
-                s.server_cpu_us_per_request,
-                answers(phase)
-            );
-        }
         let p = &m.pool;
         let _ = writeln!(
             out,
@@ -462,25 +452,15 @@ pub fn table(report: &Report) -> String {
     if let Some(f) = &report.federation {
         let (before, on, after) = (&f.off_before.summary, &f.on.summary, &f.off_after.summary);
         let off = (before.per_second + after.per_second) / 2.0;
-        let _ = writeln!(
-            out,
-            "\nfederation (new activations)   per sec   p95 ms   server us/request  answers"
+        extra_phases(
+            &mut out,
+            "federation (new activations)",
+            &[
+                ("off, before", &f.off_before),
+                ("on, pushed", &f.on),
+                ("off, after", &f.off_after),
+            ],
         );
-        for (name, phase) in [
-            ("off, before", &f.off_before),
-            ("on, pushed", &f.on),
-            ("off, after", &f.off_after),
-        ] {
-            let s = &phase.summary;
-            let _ = writeln!(
-                out,
-                "  {name:<27} {:>8.0} {:>8.2} {:>19.0}  {}",
-                s.per_second,
-                s.p95_ms,
-                s.server_cpu_us_per_request,
-                answers(phase)
-            );
-        }
         let d = &f.delivery;
         let _ = writeln!(
             out,
@@ -542,4 +522,23 @@ fn answers(phase: &PhaseReport) -> String {
         parts.push("stopped by time cap".into());
     }
     parts.join(", ")
+}
+
+/// The table of the optional phases (`--metered`, `--federation`): one row each.
+fn extra_phases(out: &mut String, title: &str, rows: &[(&str, &PhaseReport)]) {
+    let _ = writeln!(
+        out,
+        "\n{title:<30} per sec   p95 ms   server us/request  answers"
+    );
+    for (name, phase) in rows {
+        let s = &phase.summary;
+        let _ = writeln!(
+            out,
+            "  {name:<27} {:>8.0} {:>8.2} {:>19.0}  {}",
+            s.per_second,
+            s.p95_ms,
+            s.server_cpu_us_per_request,
+            answers(phase)
+        );
+    }
 }
