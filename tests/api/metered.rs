@@ -984,7 +984,6 @@ async fn metered_units_reach_the_provider_report() {
 /// balance, ask for a packet, active, tick, and the state survives between runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn metered_reference_client_end_to_end() {
-    use crate::helpers::run_ok;
     let env = TestEnv::new(Backend::Sqlite);
     let mut claims = serde_json::to_value(env.claims("LIC-D", 5)).unwrap();
     claims["model"] = json!("metered");
@@ -995,26 +994,11 @@ async fn metered_reference_client_end_to_end() {
     env.cli_ok(&["keyfile", "import", key_path.to_str().unwrap()]);
     let server = env.serve().await;
     let saved = env.path("hh.json");
-    let (saved, provider) = (saved.to_str().unwrap(), env.provider_pub.to_str().unwrap());
-    run_ok(&[
-        "device",
-        "activate",
-        "--server",
-        &server.url,
-        "--key-file",
-        key_path.to_str().unwrap(),
-        "--device-id",
-        "hh-1",
-        "--user",
-        "Ada",
-        "--out",
-        saved,
-    ]);
+    let saved = saved.to_str().unwrap();
+    crate::metered_client::activate(&server, &key_path, "hh-1", saved);
     let usage = |args: &[&str]| -> Value {
-        let mut full = vec!["--json", "device", "usage"];
-        full.extend_from_slice(args);
-        full.extend_from_slice(&["--saved", saved, "--provider-key", provider]);
-        serde_json::from_str(&run_ok(&full)).unwrap()
+        let (command, extra) = args.split_first().unwrap();
+        crate::metered_client::json(&crate::metered_client::usage(&env, saved, command, extra))
     };
     let status = usage(&["status"]);
     assert_eq!(status["enforcement"], "locked: no_balance", "{status}");

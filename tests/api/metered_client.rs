@@ -7,7 +7,7 @@
 
 use std::process::Output;
 
-use crate::helpers::{Backend, TestEnv, run};
+use crate::helpers::{Backend, TestEnv, TestServer, run};
 use crate::metered::{import, metered_key_file};
 
 fn stdout(out: &Output) -> String {
@@ -18,8 +18,27 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// `seatkeep device activate` of `device` (user "Ada") with a device key, saved to `saved`.
+pub(crate) fn activate(server: &TestServer, key_path: &std::path::Path, device: &str, saved: &str) {
+    let out = run(&[
+        "device",
+        "activate",
+        "--server",
+        &server.url,
+        "--key-file",
+        key_path.to_str().unwrap(),
+        "--device-id",
+        device,
+        "--user",
+        "Ada",
+        "--out",
+        saved,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
 /// `seatkeep device usage CMD --saved SAVED --provider-key PUB --json EXTRA…`.
-fn usage(env: &TestEnv, saved: &str, command: &str, extra: &[&str]) -> Output {
+pub(crate) fn usage(env: &TestEnv, saved: &str, command: &str, extra: &[&str]) -> Output {
     let provider = env.provider_pub.to_str().unwrap().to_owned();
     let mut args = vec![
         "--json",
@@ -35,7 +54,7 @@ fn usage(env: &TestEnv, saved: &str, command: &str, extra: &[&str]) -> Output {
     run(&args)
 }
 
-fn json(out: &Output) -> serde_json::Value {
+pub(crate) fn json(out: &Output) -> serde_json::Value {
     assert!(out.status.success(), "{}", stderr(out));
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(out)))
 }
@@ -50,21 +69,7 @@ async fn metered_client_commands() {
     let server = env.serve().await;
     let saved_path = env.path("scanner.device.json");
     let saved = saved_path.to_str().unwrap();
-    let out = run(&[
-        "device",
-        "activate",
-        "--server",
-        &server.url,
-        "--key-file",
-        key_path.to_str().unwrap(),
-        "--device-id",
-        "scanner-1",
-        "--user",
-        "Ada",
-        "--out",
-        saved,
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    activate(&server, &key_path, "scanner-1", saved);
 
     // Registered, nothing applied: locked for lack of balance; a run of the product exits 1.
     let status = json(&usage(&env, saved, "status", &[]));
@@ -157,21 +162,7 @@ async fn metered_pool_too_low_for_a_packet_tells_the_admins_once() {
     let server = env.serve().await;
     let saved_path = env.path("hh.device.json");
     let saved = saved_path.to_str().unwrap();
-    let out = run(&[
-        "device",
-        "activate",
-        "--server",
-        &server.url,
-        "--key-file",
-        key_path.to_str().unwrap(),
-        "--device-id",
-        "hh-1",
-        "--user",
-        "Ada",
-        "--out",
-        saved,
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    activate(&server, &key_path, "hh-1", saved);
     assert_eq!(
         json(&usage(&env, saved, "request", &["--units", "25"]))["pool_issued"],
         25
