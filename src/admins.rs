@@ -3,6 +3,7 @@
 use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
 use argon2::{Argon2, PasswordHash, PasswordVerifier};
 use diesel::prelude::*;
+use seatkeep_device::ProblemCode;
 
 use crate::app::App;
 use crate::db::models::Admin;
@@ -78,15 +79,15 @@ pub enum AdminError {
 crate::query_errors_into!(AdminError);
 
 impl AdminError {
-    /// A stable code for the console and scripts.
-    pub fn code(&self) -> &'static str {
+    /// The stable code (DESIGN §5), which decides the console's status.
+    pub fn code(&self) -> ProblemCode {
         match self {
-            Self::Exists(_) => "admin_exists",
-            Self::Unknown(_) => "unknown_admin",
-            Self::BadName | Self::WeakPassword => "invalid_request",
-            Self::LastOwner(_) => "last_owner",
-            Self::Hash(_) => "internal_error",
-            Self::Db(e) => e.code().as_str(),
+            Self::Exists(_) | Self::BadName | Self::WeakPassword | Self::LastOwner(_) => {
+                ProblemCode::InvalidRequest
+            }
+            Self::Unknown(_) => ProblemCode::NotFound,
+            Self::Hash(_) => ProblemCode::InternalError,
+            Self::Db(e) => e.code(),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! The CLI and the console call the same functions.
 
 use diesel::prelude::*;
+use seatkeep_device::ProblemCode;
 use serde::Serialize;
 
 use crate::app::App;
@@ -49,14 +50,14 @@ pub enum ImportError {
 crate::query_errors_into!(ImportError);
 
 impl ImportError {
-    /// A stable code for the console and scripts.
-    pub fn code(&self) -> &'static str {
+    /// The stable code (DESIGN §5), which decides the console's status.
+    pub fn code(&self) -> ProblemCode {
         match self {
-            Self::KeyFile(e) => e.code().as_str(),
-            Self::Stale { .. } => "stale_key_file",
-            Self::Incompatible { .. } => "incompatible_renewal",
-            Self::BadAdmin(_) => "invalid_key_file",
-            Self::Db(e) => e.code().as_str(),
+            Self::KeyFile(e) => e.code(),
+            Self::Stale { .. } | Self::Incompatible { .. } | Self::BadAdmin(_) => {
+                ProblemCode::InvalidKeyFile
+            }
+            Self::Db(e) => e.code(),
         }
     }
 }

@@ -40,8 +40,12 @@ pub enum ConsoleError {
     /// A form field is missing, too long or of the wrong type.
     #[error("{0}")]
     BadRequest(String),
+    /// A domain refusal (a seat not active, an unknown admin, a stale key file…): its
+    /// stable code decides the status, as in the device API.
+    #[error("{message}")]
+    Refused { code: ProblemCode, message: String },
     /// An upload over the limit.
-    #[error("the upload is larger than {0} bytes; a key file is a few kilobytes")]
+    #[error("the upload is larger than {0} bytes")]
     TooLarge(usize),
     #[error(transparent)]
     Db(#[from] DbError),
@@ -58,6 +62,7 @@ impl ConsoleError {
             Self::LoginRequired | Self::Forbidden(_) | Self::Csrf => ProblemCode::Forbidden,
             Self::NotFound(_) => ProblemCode::NotFound,
             Self::BadRequest(_) => ProblemCode::InvalidRequest,
+            Self::Refused { code, .. } => *code,
             Self::TooLarge(_) => ProblemCode::RequestTooLarge,
             Self::Db(e) => e.code(),
             Self::Internal(_) => ProblemCode::InternalError,
@@ -77,13 +82,21 @@ impl From<actix_web::error::BlockingError> for ConsoleError {
     }
 }
 
+impl ConsoleError {
+    /// A domain refusal with its code and message.
+    fn refused(code: ProblemCode, message: String) -> Self {
+        match code {
+            ProblemCode::InternalError => Self::Internal(message),
+            code => Self::Refused { code, message },
+        }
+    }
+}
+
 impl From<AdminError> for ConsoleError {
     fn from(e: AdminError) -> Self {
         match e {
             AdminError::Db(db) => Self::Db(db),
-            AdminError::Unknown(name) => Self::NotFound(format!("no admin '{name}'")),
-            AdminError::Hash(h) => Self::Internal(h),
-            other => Self::BadRequest(other.to_string()),
+            other => Self::refused(other.code(), other.to_string()),
         }
     }
 }
@@ -92,10 +105,26 @@ impl From<SeatError> for ConsoleError {
     fn from(e: SeatError) -> Self {
         match e {
             SeatError::Db(db) => Self::Db(db),
-            SeatError::UnknownSeat(_) | SeatError::UnknownLicense(_) => {
-                Self::NotFound(e.to_string())
-            }
-            other => Self::BadRequest(other.to_string()),
+            other => Self::refused(other.code(), other.to_string()),
+        }
+    }
+}
+
+impl From<crate::meter::MeterError> for ConsoleError {
+    fn from(e: crate::meter::MeterError) -> Self {
+        match e {
+            crate::meter::MeterError::Seat(seat) => seat.into(),
+            other => Self::refused(other.code(), other.to_string()),
+        }
+    }
+}
+
+impl From<crate::offline::OfflineError> for ConsoleError {
+    fn from(e: crate::offline::OfflineError) -> Self {
+        use crate::offline::OfflineError;
+        match e {
+            OfflineError::Db(db) => Self::Db(db),
+            other => Self::refused(other.code(), other.to_string()),
         }
     }
 }
@@ -104,7 +133,7 @@ impl From<ImportError> for ConsoleError {
     fn from(e: ImportError) -> Self {
         match e {
             ImportError::Db(db) => Self::Db(db),
-            other => Self::BadRequest(other.to_string()),
+            other => Self::refused(other.code(), other.to_string()),
         }
     }
 }

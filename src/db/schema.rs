@@ -104,6 +104,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    /// Units and packets issued per metered license and UTC day (the console's pool charts).
+    meter_issued_daily (license_id, day) {
+        license_id -> Text,
+        day -> BigInt,
+        units -> BigInt,
+        packets -> BigInt,
+    }
+}
+
+diesel::table! {
     /// Activations refused because seats were exhausted, counted per license and hour.
     refusal_counts (license_id, bucket) {
         license_id -> Text,
@@ -230,6 +240,7 @@ diesel::joinable!(key_files -> licenses (license_id));
 diesel::joinable!(seats -> licenses (license_id));
 diesel::joinable!(refusal_counts -> licenses (license_id));
 diesel::joinable!(seat_moves_daily -> licenses (license_id));
+diesel::joinable!(meter_issued_daily -> licenses (license_id));
 diesel::joinable!(device_proofs -> seats (seat_id));
 diesel::table! {
     /// Every packet issued (DESIGN §10.3), claims frozen at issue, token once signed.
@@ -280,6 +291,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_log,
     refusal_counts,
     seat_moves_daily,
+    meter_issued_daily,
     device_proofs,
     admins,
     server_state,

@@ -139,6 +139,7 @@ pub fn issue(conn: &mut DbConn, it: &Issue<'_>) -> Result<Issued, TxFail> {
             pool::take(conn, lic, left)?.ok_or(TxFail::LostRace)?
         }
     };
+    super::daily::record(conn, lic, now, taken.amount)?;
     let seq = seat.packet_seq + 1;
     advance_seat(conn, seat, &asked.state, seq)?;
     let claims = PacketClaims {

@@ -5,11 +5,13 @@
 //! * [`reconcile`]: what a device reports, checked against what it was given;
 //! * [`request`]: `POST /api/v1/activations/{seat}/packets`, in the order of §10.3;
 //! * [`issue`]: the write transaction that issues a packet, and signing after the commit;
-//! * [`ops`]: `seatkeep usage status | devices | reset-device`.
+//! * [`ops`]: `seatkeep usage status | devices | reset-device`;
+//! * [`daily`]: units issued per license and day, for the console's charts.
 //!
 //! The formats are the device crate's ([`seatkeep_device::meter::wire`]): one definition for
 //! both sides.
 
+pub mod daily;
 pub mod issue;
 pub mod ops;
 pub mod pool;

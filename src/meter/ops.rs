@@ -2,12 +2,14 @@
 //! of a license, the use per device, and clearing a flagged device.
 
 use diesel::prelude::*;
+use seatkeep_device::meter::MeterTerms;
 use serde::Serialize;
 
 use super::{MeterError, pool};
 use crate::app::App;
+use crate::db::DbConn;
 use crate::db::models::Seat;
-use crate::db::schema::{meter_packets, seats};
+use crate::db::schema::{meter_issued_daily, meter_packets, seats};
 use crate::journal::{self, Change, ChangeKind};
 use crate::seats::SeatError;
 
@@ -49,29 +51,37 @@ pub struct DeviceUsage {
     pub flag: Option<String>,
 }
 
-fn metered(app: &App, lic: &str) -> Result<seatkeep_device::meter::MeterTerms, MeterError> {
-    let license = crate::licenses::find(&mut *app.db.conn()?, lic)?
+fn metered(conn: &mut DbConn, lic: &str) -> Result<MeterTerms, MeterError> {
+    let license = crate::licenses::find(conn, lic)?
         .ok_or_else(|| SeatError::UnknownLicense(lic.to_owned()))?;
     super::terms_of(&license)?.ok_or_else(|| MeterError::MeterNotEnabled(lic.to_owned()))
 }
 
 /// The pool of license `lic`.
 pub fn status(app: &App, lic: &str) -> Result<PoolStatus, MeterError> {
-    let terms = metered(app, lic)?;
     let mut conn = app.db.conn()?;
-    let (stored_cap, issued) = pool::figures(&mut conn, lic)?;
-    let seat_ids = seats::table
-        .filter(seats::license_id.eq(lic))
-        .select(seats::id);
-    let packets: i64 = meter_packets::table
-        .filter(meter_packets::seat_id.eq_any(seat_ids))
-        .count()
-        .get_result(&mut *conn)?;
+    let terms = metered(&mut conn, lic)?;
+    pool_status(&mut conn, lic, &terms)
+}
+
+/// The pool of license `lic`, whose meter terms are `terms`, on `conn`.
+pub fn pool_status(
+    conn: &mut DbConn,
+    lic: &str,
+    terms: &MeterTerms,
+) -> Result<PoolStatus, MeterError> {
+    let (stored_cap, issued) = pool::figures(conn, lic)?;
+    // The day counts are written with every packet: summing them reads a row per day, not
+    // a row per packet.
+    let packets_per_day: Vec<i64> = meter_issued_daily::table
+        .filter(meter_issued_daily::license_id.eq(lic))
+        .select(meter_issued_daily::packets)
+        .load(conn)?;
     let devices_flagged: i64 = seats::table
         .filter(seats::license_id.eq(lic))
         .filter(seats::meter_flag.is_not_null())
         .count()
-        .get_result(&mut *conn)?;
+        .get_result(conn)?;
     Ok(PoolStatus {
         license: lic.to_owned(),
         unit: terms.unit.as_str().to_owned(),
@@ -81,15 +91,15 @@ pub fn status(app: &App, lic: &str) -> Result<PoolStatus, MeterError> {
         available: pool::available(stored_cap, issued),
         overdraft_percent: terms.overdraft_percent,
         overage: (issued - terms.units).max(0),
-        packets,
+        packets: packets_per_day.iter().sum(),
         devices_flagged,
     })
 }
 
 /// Every device of license `lic` with its use, by device id.
 pub fn devices(app: &App, lic: &str) -> Result<Vec<DeviceUsage>, MeterError> {
-    metered(app, lic)?;
     let mut conn = app.db.conn()?;
+    metered(&mut conn, lic)?;
     let seat_rows: Vec<Seat> = seats::table
         .filter(seats::license_id.eq(lic))
         .order(seats::device_id.asc())
@@ -205,4 +215,64 @@ pub fn gauges(conn: &mut crate::db::DbConn) -> Result<Vec<UsageGauge>, MeterErro
             license,
         })
         .collect())
+}
+
+/// One packet, as the console's seat page lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PacketSummary {
+    pub seq: i64,
+    /// The device key it was issued for (the start of its thumbprint).
+    pub device_jkt: String,
+    pub amount: i64,
+    pub issued_at: i64,
+    /// When the device stops accepting it (from the frozen claims).
+    pub expires_at: Option<i64>,
+    pub request_jti: String,
+    /// False while the answer was never signed (a crash between commit and answer): the
+    /// device's retry signs the frozen claims.
+    pub signed: bool,
+}
+
+/// What one seat was issued and reported.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeatUsage {
+    pub packets: i64,
+    pub issued: i64,
+    /// The newest packets, at most the limit asked for, newest first.
+    pub recent: Vec<PacketSummary>,
+}
+
+/// The packets of seat `seat_id`: counts over all of them and the newest `limit`.
+pub fn seat_usage(conn: &mut DbConn, seat_id: &str, limit: i64) -> Result<SeatUsage, MeterError> {
+    let amounts: Vec<i64> = meter_packets::table
+        .filter(meter_packets::seat_id.eq(seat_id))
+        .select(meter_packets::amount)
+        .load(conn)?;
+    let rows: Vec<super::issue::PacketRow> = meter_packets::table
+        .filter(meter_packets::seat_id.eq(seat_id))
+        .order((meter_packets::issued_at.desc(), meter_packets::seq.desc()))
+        .limit(limit)
+        .select(super::issue::PacketRow::as_select())
+        .load(conn)?;
+    let recent = rows
+        .into_iter()
+        .map(|row| PacketSummary {
+            expires_at: serde_json::from_str::<seatkeep_device::meter::wire::PacketClaims>(
+                &row.claims,
+            )
+            .ok()
+            .map(|c| c.exp),
+            device_jkt: row.device_jkt.chars().take(12).collect(),
+            signed: row.token.is_some(),
+            seq: row.seq,
+            amount: row.amount,
+            issued_at: row.issued_at,
+            request_jti: row.request_jti,
+        })
+        .collect();
+    Ok(SeatUsage {
+        packets: i64::try_from(amounts.len()).unwrap_or(i64::MAX),
+        issued: amounts.iter().sum(),
+        recent,
+    })
 }

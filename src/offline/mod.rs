@@ -105,6 +105,11 @@ impl RequestFile {
         let sha256 = hex::encode(Sha256::digest(joined.as_bytes()));
         Ok(Self { lines, sha256 })
     }
+
+    /// The exchange's key: lowercase hex SHA-256 of the request lines joined by `\n`.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
 }
 
 /// Fulfils a request file for `actor` (`cli`, `admin:NAME`). Blocking: call from a worker

@@ -229,6 +229,16 @@ async fn console_refusals(backend: Backend) {
     assert!(body.contains("current password is wrong"), "{body}");
     assert_eq!(state(&env), before);
 
+    // Retiring a seat that is no longer active: 409 with the device API's code, as there.
+    env.cli_ok(&["seats", "retire", &seat]);
+    let after_retire = state(&env);
+    let (status, body) = alice
+        .post(&retire, &[("csrf", &alice.csrf), ("reason", "twice")])
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("not active"), "{body}");
+    assert_eq!(state(&env), after_retire);
+
     // The audit log as CSV, filtered by action.
     let (status, csv) = victor.get("/console/audit.csv?action=seat.activated").await;
     assert_eq!(status, 200);

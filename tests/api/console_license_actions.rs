@@ -86,6 +86,11 @@ async fn license_actions(backend: Backend) {
     let (_, html_after) = olga.get(&format!("{page}?done=revoked")).await;
     assert!(html_after.contains("License revoked"), "{html}");
     assert!(html_after.contains("id=\"reinstate\""));
+    // Revocation is the owner's doing, not a warning emailed: a plain badge.
+    assert!(
+        html_after.contains("<span class=\"badge bad\">revoked</span>"),
+        "{html_after}"
+    );
     let (status, body) = server.activate(&key_file, "dev-3", "Cy").await;
     assert_eq!(status, 403);
     assert_eq!(body["code"], "license_revoked");
@@ -122,5 +127,17 @@ async fn license_actions(backend: Backend) {
         ),
         1
     );
+
+    // Out of seats: the badge links to the notifications the admins were sent.
+    for device in ["dev-3", "dev-4", "dev-5"] {
+        assert_eq!(server.activate(&key_file, device, "Cy").await.0, 201);
+    }
+    for path in ["/console", page.as_str()] {
+        let (_, html) = victor.get(path).await;
+        assert!(
+            html.contains("<a class=\"badge bad\" href=\"/console/notifications\""),
+            "{path}: {html}"
+        );
+    }
 }
 both_backends!(console_license_actions, license_actions);

@@ -37,6 +37,7 @@ pub fn add_admin(env: &TestEnv, name: &str, role: &str) {
 }
 
 /// A signed-in plain HTTP client: its cookie and CSRF token.
+#[derive(Clone)]
 pub struct HttpSession {
     pub http: reqwest::Client,
     pub base: String,
@@ -138,10 +139,15 @@ impl HttpSession {
 
     /// POSTs a multipart upload (`csrf`, `file`) to the import preview.
     pub async fn upload(&self, file: &[u8]) -> (u16, String) {
+        self.upload_to("/console/import/preview", file).await
+    }
+
+    /// POSTs a multipart upload (`csrf`, `file`) to `path`.
+    pub async fn upload_to(&self, path: &str, file: &[u8]) -> (u16, String) {
         let boundary = "seatkeep-test-boundary";
         let mut body = format!(
             "--{boundary}\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{}\r\n\
-             --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"k.seatkey\"\r\n\
+             --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"upload.txt\"\r\n\
              Content-Type: application/octet-stream\r\n\r\n",
             self.csrf
         )
@@ -150,7 +156,7 @@ impl HttpSession {
         body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
         let r = self
             .http
-            .post(format!("{}/console/import/preview", self.base))
+            .post(format!("{}{path}", self.base))
             .header("Cookie", &self.cookie)
             .header("Origin", &self.base)
             .header(

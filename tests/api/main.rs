@@ -12,6 +12,7 @@ mod concurrency;
 mod console_browser;
 mod console_http;
 mod console_license_actions;
+mod console_metered;
 mod console_proxy;
 mod console_seat_list;
 mod console_support;

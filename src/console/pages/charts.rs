@@ -30,6 +30,12 @@ impl UsageBar {
             label: format!("{in_use} of {seats} seats in use"),
         }
     }
+
+    /// The same bar with another label (a pool counts units, not seats).
+    pub fn with_label(mut self, label: String) -> Self {
+        self.label = label;
+        self
+    }
 }
 
 /// One bar of a chart.

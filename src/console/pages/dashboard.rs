@@ -19,6 +19,18 @@ const DAY: i64 = 86_400;
 pub struct Badge {
     pub class: &'static str,
     pub text: String,
+    /// A warning the admins are emailed about: the badge links to the notifications page.
+    pub notified: bool,
+}
+
+impl Badge {
+    fn new(class: &'static str, text: impl Into<String>, notified: bool) -> Self {
+        Self {
+            class,
+            text: text.into(),
+            notified,
+        }
+    }
 }
 
 /// One dashboard row.
@@ -54,27 +66,25 @@ pub fn badges(
     clock_untrusted: bool,
 ) -> Result<Vec<Badge>, DbError> {
     let mut out = Vec::new();
-    let bad = |text: &str| Badge {
-        class: "bad",
-        text: text.to_owned(),
-    };
     if license.status == LicenseStatus::Revoked {
-        out.push(bad("revoked"));
+        out.push(Badge::new("bad", "revoked", false));
     }
     if license.in_use >= license.capacity {
-        out.push(bad("exhausted"));
+        out.push(Badge::new("bad", "exhausted", true));
     } else if license.in_use * 100 >= i64::from(app.config.notify.threshold_percent) * license.seats
     {
-        out.push(Badge {
-            class: "warn",
-            text: format!("near threshold ({}%)", app.config.notify.threshold_percent),
-        });
+        out.push(Badge::new(
+            "warn",
+            format!("near threshold ({}%)", app.config.notify.threshold_percent),
+            true,
+        ));
     }
     if license.in_use > license.capacity {
-        out.push(Badge {
-            class: "warn",
-            text: format!("over-allocated by {}", license.in_use - license.capacity),
-        });
+        out.push(Badge::new(
+            "warn",
+            format!("over-allocated by {}", license.in_use - license.capacity),
+            false,
+        ));
     }
     if let Some(exp) = license.expires_at {
         let warn_days = app
@@ -86,26 +96,20 @@ pub fn badges(
             .copied()
             .unwrap_or(30);
         if exp <= now {
-            out.push(bad("expired"));
+            out.push(Badge::new("bad", "expired", true));
         } else if exp - now <= i64::from(warn_days) * DAY {
-            out.push(Badge {
-                class: "warn",
-                text: "expiring".to_owned(),
-            });
+            out.push(Badge::new("warn", "expiring", true));
         }
     }
     if clock_untrusted {
-        out.push(bad("clock untrusted"));
+        out.push(Badge::new("bad", "clock untrusted", true));
     }
     // The same status `seatkeep federation status` prints.
     let alert_after =
         i64::try_from(app.config.federation.alert_after.as_secs()).unwrap_or(i64::MAX);
     match crate::federation::status::of_license(conn, &license.id, now, alert_after)? {
-        Some(f) if f.overdue => out.push(bad("federation overdue")),
-        Some(f) if f.alerting => out.push(Badge {
-            class: "warn",
-            text: "federation behind".to_owned(),
-        }),
+        Some(f) if f.overdue => out.push(Badge::new("bad", "federation overdue", true)),
+        Some(f) if f.alerting => out.push(Badge::new("warn", "federation behind", true)),
         _ => {}
     }
     Ok(out)

@@ -56,8 +56,9 @@ async fn next<S: Stream + Unpin>(stream: &mut S) -> Option<S::Item> {
     std::future::poll_fn(|cx| Pin::new(&mut *stream).poll_next(cx)).await
 }
 
-/// The multipart form's `csrf`, `file` and `text` parts, at most `limit` bytes in all.
-async fn read_upload(
+/// The multipart form's `csrf`, `file` and `text` parts, at most `limit` bytes in all (the
+/// import and offline pages).
+pub(super) async fn read_upload(
     mut payload: Multipart,
     limit: usize,
 ) -> Result<(String, Vec<u8>, Vec<u8>), ConsoleError> {

@@ -13,6 +13,7 @@ use crate::console::{ConsoleError, blocking, guard};
 use crate::db::models::{License, Seat};
 use crate::db::word::StoredWord as _;
 use crate::db::{DbConn, refusals};
+use crate::meter::{self, PoolStatus};
 use crate::seats::{self, SeatPageQuery, SeatSort, SeatState};
 
 /// Seats per page.
@@ -109,6 +110,14 @@ pub struct HistoryRow {
     pub jti: String,
 }
 
+/// A metered license's pool: its figures, a gauge of issued against sold, and what was
+/// issued per day and month.
+pub struct PoolView {
+    pub status: PoolStatus,
+    pub bar: UsageBar,
+    pub charts: Vec<Chart>,
+}
+
 #[derive(Template)]
 #[template(path = "console/license.html")]
 struct LicensePage {
@@ -122,6 +131,8 @@ struct LicensePage {
     channel: String,
     history: Vec<HistoryRow>,
     charts: Vec<Chart>,
+    /// A metered license's pool (DESIGN §10.1).
+    pool: Option<PoolView>,
     seats: Vec<SeatRow>,
     total: i64,
     /// More than `total` seats match the search; only the first `total` are paged.
@@ -209,6 +220,10 @@ fn build(
         })
         .collect();
     let charts = charts(&mut conn, &license, now)?;
+    let pool = match crate::meter::terms_of(&license)? {
+        Some(terms) => Some(pool_view(&mut conn, &license.id, &terms, now)?),
+        None => None,
+    };
     let clock_untrusted = app.clock.check(now).is_err();
     Ok(LicensePage {
         layout: Layout::new(&session, "dashboard", format!("License {lic}")),
@@ -220,6 +235,7 @@ fn build(
         channel: license.channel.clone().unwrap_or_else(|| "-".into()),
         history,
         charts,
+        pool,
         seats: rows.into_iter().map(seat_row).collect(),
         total,
         capped,
@@ -277,51 +293,104 @@ fn charts(conn: &mut DbConn, license: &License, now: i64) -> Result<Vec<Chart>, 
             *slot += refused;
         }
     }
-    let day_label =
-        |i: usize| view::time((today - 364 + i64::try_from(i).unwrap_or(0)) * DAY)[..10].to_owned();
-    let last_30 = |series: &[i64]| -> Vec<(String, i64)> {
-        (335..365).map(|i| (day_label(i), series[i])).collect()
-    };
-    // Twelve blocks of about a month (365 days from the oldest): usage at the block's end,
-    // refusals summed over it.
-    let monthly = |series: &[i64], sum: bool| -> Vec<(String, i64)> {
-        (0..12)
-            .map(|m| {
-                let start = 5 + m * 30;
-                let end = start + 30;
-                let value = if sum {
-                    series[start..end].iter().sum()
-                } else {
-                    series[end - 1]
-                };
-                (day_label(end - 1)[..7].to_owned(), value)
-            })
-            .collect()
-    };
     Ok(vec![
         Chart::new(
             "chart-usage-30d",
             "Seats in use, last 30 days".into(),
             "bar",
-            &last_30(&in_use_by_day),
+            &last_30(today, &in_use_by_day),
         ),
         Chart::new(
             "chart-refused-30d",
             "Refused activations, last 30 days".into(),
             "refused",
-            &last_30(&refused_by_day),
+            &last_30(today, &refused_by_day),
         ),
         Chart::new(
             "chart-usage-12m",
             "Seats in use, last 12 months".into(),
             "bar",
-            &monthly(&in_use_by_day, false),
+            &monthly(today, &in_use_by_day, false),
         ),
         Chart::new(
             "chart-refused-12m",
             "Refused activations, last 12 months".into(),
             "refused",
-            &monthly(&refused_by_day, true),
+            &monthly(today, &refused_by_day, true),
         ),
     ])
+}
+
+/// The date of slot `i` of a 365-day series ending today.
+fn day_label(today: i64, i: usize) -> String {
+    view::time((today - 364 + i64::try_from(i).unwrap_or(0)) * DAY)[..10].to_owned()
+}
+
+/// The last 30 days of a 365-day series, oldest first.
+fn last_30(today: i64, series: &[i64]) -> Vec<(String, i64)> {
+    (335..365.min(series.len()))
+        .map(|i| (day_label(today, i), series[i]))
+        .collect()
+}
+
+/// Twelve blocks of about a month (365 days from the oldest): the value at the block's end,
+/// or summed over it.
+fn monthly(today: i64, series: &[i64], sum: bool) -> Vec<(String, i64)> {
+    (0..12)
+        .filter_map(|m| {
+            let start = 5 + m * 30;
+            let block = series.get(start..start + 30)?;
+            let value = if sum {
+                block.iter().sum()
+            } else {
+                *block.last()?
+            };
+            Some((day_label(today, start + 29)[..7].to_owned(), value))
+        })
+        .collect()
+}
+
+/// The pool of a metered license with its charts: units issued per day over the last 30
+/// days and per month over 12, from the day counts the issuing transactions keep.
+fn pool_view(
+    conn: &mut DbConn,
+    lic: &str,
+    terms: &seatkeep_device::meter::MeterTerms,
+    now: i64,
+) -> Result<PoolView, ConsoleError> {
+    let status = meter::ops::pool_status(conn, lic, terms)?;
+    let today = now.div_euclid(DAY);
+    let mut units_by_day = vec![0i64; 365];
+    for d in meter::daily::by_day(conn, lic, (today - 364) * DAY)? {
+        let index = d.day - (today - 364);
+        if let Some(slot) = usize::try_from(index)
+            .ok()
+            .and_then(|i| units_by_day.get_mut(i))
+        {
+            *slot += d.units;
+        }
+    }
+    let unit = status.unit.clone();
+    let bar = UsageBar::new(status.issued, status.units, status.cap).with_label(format!(
+        "{} of {} {unit} issued",
+        status.issued, status.units
+    ));
+    Ok(PoolView {
+        charts: vec![
+            Chart::new(
+                "chart-units-30d",
+                format!("Units issued ({unit}), last 30 days"),
+                "bar",
+                &last_30(today, &units_by_day),
+            ),
+            Chart::new(
+                "chart-units-12m",
+                format!("Units issued ({unit}), last 12 months"),
+                "bar",
+                &monthly(today, &units_by_day, true),
+            ),
+        ],
+        bar,
+        status,
+    })
 }

@@ -10,6 +10,7 @@ pub mod license;
 pub mod license_actions;
 pub mod login;
 pub mod notifications;
+pub mod offline;
 pub mod seat;
 
 use actix_web::web;
@@ -56,6 +57,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route("/import", web::get().to(import::form))
     .route("/import/preview", web::post().to(import::preview))
     .route("/import/confirm", web::post().to(import::confirm))
+    .route("/offline", web::get().to(offline::form))
+    .route("/offline", web::post().to(offline::fulfil))
+    .route(
+        "/offline/{sha256}/response",
+        web::get().to(offline::download),
+    )
     .route("/audit", web::get().to(audit::show))
     .route("/audit.csv", web::get().to(audit::csv))
     .route("/notifications", web::get().to(notifications::show))

@@ -16,6 +16,33 @@ use crate::seats::{SeatError, SeatState};
 
 /// Most history rows shown for one seat.
 const HISTORY_LIMIT: i64 = 500;
+/// Most packets listed for one seat (the counts cover all of them).
+const PACKET_LIMIT: i64 = 100;
+
+/// A metered seat's packets and what its device reported (DESIGN §10.3).
+pub struct SeatMeter {
+    pub unit: String,
+    pub packets: i64,
+    pub issued: i64,
+    /// The highest packet the device reported applied, and the units it reported used.
+    pub reported_last_seq: i64,
+    pub reported_used: i64,
+    /// Issued but not reported used: on the device, lapsed, or lost with it.
+    pub stranded: i64,
+    pub flag: Option<String>,
+    pub recent: Vec<PacketLine>,
+}
+
+/// One packet row.
+pub struct PacketLine {
+    pub seq: i64,
+    pub device_jkt: String,
+    pub amount: i64,
+    pub issued: String,
+    pub expires: String,
+    pub request_jti: String,
+    pub signed: bool,
+}
 
 #[derive(Template)]
 #[template(path = "console/seat.html")]
@@ -27,13 +54,22 @@ struct SeatPage {
     activated: String,
     released: String,
     history: Vec<EntryRow>,
+    /// Set for a seat of a metered license.
+    meter: Option<SeatMeter>,
     /// The confirmation step of a retire.
     confirm: bool,
     max_reason: usize,
 }
 
+/// What the seat page shows besides the seat.
+struct Loaded {
+    seat: Seat,
+    history: Vec<EntryRow>,
+    meter: Option<SeatMeter>,
+}
+
 /// Reads a seat (404 for an unknown or malformed id). Blocking.
-fn load(app: &App, seat_id: &str) -> Result<(Seat, Vec<EntryRow>), ConsoleError> {
+fn load(app: &App, seat_id: &str) -> Result<Loaded, ConsoleError> {
     let mut conn = app.db.conn()?;
     let seat = match crate::seats::find(&mut conn, seat_id) {
         Err(SeatError::Db(e)) => return Err(e.into()),
@@ -44,7 +80,43 @@ fn load(app: &App, seat_id: &str) -> Result<(Seat, Vec<EntryRow>), ConsoleError>
         .into_iter()
         .map(entry_row)
         .collect();
-    Ok((seat, history))
+    let terms = match crate::licenses::find(&mut conn, &seat.license_id)? {
+        Some(license) => crate::meter::terms_of(&license)?,
+        None => None,
+    };
+    let meter = match terms {
+        Some(terms) => {
+            let usage = crate::meter::ops::seat_usage(&mut conn, seat_id, PACKET_LIMIT)?;
+            Some(SeatMeter {
+                unit: terms.unit.as_str().to_owned(),
+                packets: usage.packets,
+                issued: usage.issued,
+                reported_last_seq: seat.reported_last_seq,
+                reported_used: seat.reported_used,
+                stranded: (usage.issued - seat.reported_used).max(0),
+                flag: seat.meter_flag.clone(),
+                recent: usage
+                    .recent
+                    .into_iter()
+                    .map(|p| PacketLine {
+                        seq: p.seq,
+                        device_jkt: p.device_jkt,
+                        amount: p.amount,
+                        issued: view::time(p.issued_at),
+                        expires: view::time_or(p.expires_at, "-"),
+                        request_jti: p.request_jti,
+                        signed: p.signed,
+                    })
+                    .collect(),
+            })
+        }
+        None => None,
+    };
+    Ok(Loaded {
+        seat,
+        history,
+        meter,
+    })
 }
 
 async fn page(
@@ -56,7 +128,11 @@ async fn page(
     let role = if confirm { Role::Admin } else { Role::Viewer };
     let session = guard::viewer(&req, &app, role).await?;
     let state = app.into_inner();
-    let (seat, history) = blocking(move || load(&state, &seat_id)).await?;
+    let Loaded {
+        seat,
+        history,
+        meter,
+    } = blocking(move || load(&state, &seat_id)).await?;
     let flash = req
         .query_string()
         .split('&')
@@ -70,6 +146,7 @@ async fn page(
         activated: view::time(seat.activated_at),
         released: view::time_or(seat.released_at, "-"),
         history,
+        meter,
         confirm,
         max_reason: MAX_REASON_CHARS,
         seat,

@@ -1,0 +1,1 @@
+DROP TABLE meter_issued_daily;
