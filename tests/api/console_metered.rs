@@ -261,3 +261,95 @@ async fn console_metered_pages(backend: Backend) {
 }
 
 both_backends!(console_metered, console_metered_pages);
+
+/// The same pages in headless Chromium: the pool's gauge and chart drawn, a seat's packets,
+/// and the Offline page fulfilling a request file chosen in the file input.
+async fn metered_console_in_a_browser(backend: Backend) {
+    use fantoccini::Locator;
+    let label = format!("metered-{backend:?}").to_lowercase();
+    let Some(b) = crate::console_support::browser(&label).await else {
+        return;
+    };
+    let env = TestEnv::new(backend);
+    add_admin(&env, "alice", "admin");
+    let key_file = metered_key_file(&env, LIC, 1, 3, 100);
+    import(&env, "pool.seatkey", &key_file);
+    let key_path = env.write("site.seatkey", &key_file);
+    let server = env.serve().await;
+    let base = server.url.clone();
+    let saved_path = env.path("dev-1.device.json");
+    activate(&server, &key_path, "dev-1", p(&saved_path));
+    assert_eq!(
+        json(&usage(&env, p(&saved_path), "request", &[]))["status"],
+        201
+    );
+    let request = env.path("dev-2.req");
+    let written = run(&[
+        "device",
+        "offline-request",
+        "--activate",
+        "--key-file",
+        p(&key_path),
+        "--device-id",
+        "dev-2",
+        "--user",
+        "Dee",
+        "--saved",
+        p(&env.path("dev-2.device.json")),
+        "--out",
+        p(&request),
+    ]);
+    assert!(written.status.success(), "{written:?}");
+
+    b.sign_in(&base, "alice", crate::console_support::PASSWORD)
+        .await;
+    b.goto(&format!("{base}/console/licenses/{LIC}")).await;
+    assert_eq!(b.text("#pool-issued").await, "24");
+    assert_eq!(b.text("#pool-available").await, "76");
+    assert!(b.exists("#pool svg.usage rect.fill").await);
+    assert_eq!(
+        b.client
+            .find_all(Locator::Css("#chart-units-30d rect.bar"))
+            .await
+            .unwrap()
+            .len(),
+        30
+    );
+    b.shot("metered-license").await;
+    b.click("a.seat-link").await;
+    assert_eq!(b.text("#seat-packets").await, "1");
+    assert_eq!(b.text("#seat-issued").await, "24");
+    b.shot("metered-seat").await;
+
+    b.click("a[href='/console/offline']").await;
+    b.client
+        .find(Locator::Css("#file"))
+        .await
+        .unwrap()
+        .send_keys(p(&request))
+        .await
+        .unwrap();
+    b.click("#fulfil").await;
+    let shot = b.shot("offline").await;
+    assert!(
+        b.exists("#offline-lines tr.answered").await,
+        "{}: {}",
+        b.text("#offline-lines").await,
+        shot.display()
+    );
+    assert!(
+        b.text("#response-text")
+            .await
+            .starts_with("-----BEGIN SEATKEEP RESPONSE-----")
+    );
+    assert_eq!(
+        env.db.count(
+            "seats",
+            &format!("license_id = '{LIC}' AND device_id = 'dev-2'")
+        ),
+        1
+    );
+    b.quit().await;
+}
+
+both_backends!(console_metered_browser, metered_console_in_a_browser);
