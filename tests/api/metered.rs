@@ -23,7 +23,7 @@ fn now() -> i64 {
     seatkeep::clock::TimeSource::now(&seatkeep::clock::SystemTime)
 }
 
-fn server_id(env: &TestEnv) -> String {
+pub(crate) fn server_id(env: &TestEnv) -> String {
     let pem = std::fs::read_to_string(env.path("server-key.pub.pem")).unwrap();
     seatkeep::signing::spki_fingerprint(pem::parse(pem).unwrap().contents())
 }
