@@ -23,7 +23,7 @@ fn now() -> i64 {
     seatkeep::clock::TimeSource::now(&seatkeep::clock::SystemTime)
 }
 
-fn server_id(env: &TestEnv) -> String {
+pub(crate) fn server_id(env: &TestEnv) -> String {
     let pem = std::fs::read_to_string(env.path("server-key.pub.pem")).unwrap();
     seatkeep::signing::spki_fingerprint(pem::parse(pem).unwrap().contents())
 }
@@ -1062,3 +1062,280 @@ async fn metered_federation_overdue_issues_nothing() {
     );
     assert_eq!(ledger(&env, "LIC-G"), (0, 0, 0));
 }
+
+/// One packet request of the kill -9 load: who sent it, its id and exact body, and the
+/// answer if one arrived before the kill.
+struct Sent {
+    device: usize,
+    jti: String,
+    body: String,
+    answer: Option<(u16, Value)>,
+}
+
+/// A packet row as committed: `(seq, amount, packet jti, claims JSON, token)`.
+fn committed_packet(
+    env: &TestEnv,
+    seat: &str,
+    request_jti: &str,
+) -> Option<(i64, i64, String, String, Option<String>)> {
+    use diesel::sql_types::{BigInt, Nullable, Text};
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = BigInt)]
+        seq: i64,
+        #[diesel(sql_type = BigInt)]
+        amount: i64,
+        #[diesel(sql_type = Text)]
+        claims: String,
+        #[diesel(sql_type = Nullable<Text>)]
+        token: Option<String>,
+    }
+    let mut conn = env.db.connect();
+    let rows: Vec<Row> = diesel::RunQueryDsl::load(
+        diesel::sql_query(format!(
+            "SELECT seq, amount, claims, token FROM meter_packets \
+             WHERE seat_id = '{seat}' AND request_jti = '{request_jti}'"
+        )),
+        &mut conn,
+    )
+    .unwrap();
+    assert!(
+        rows.len() <= 1,
+        "request {request_jti} issued {} packets",
+        rows.len()
+    );
+    rows.into_iter().next().map(|r| {
+        let claims: PacketClaims = serde_json::from_str(&r.claims).unwrap();
+        (r.seq, r.amount, claims.jti, r.claims, r.token)
+    })
+}
+
+/// Devices asking for packets as fast as they can until the server is killed with SIGKILL
+/// once `kill_after` more packets are committed. A device stops at its first request
+/// without an answer (its next packet would be out of order until that one is retried).
+async fn load_then_kill(
+    env: &TestEnv,
+    key_file: &str,
+    round: usize,
+    kill_after: i64,
+) -> (Vec<Device>, Vec<Sent>) {
+    const DEVICES: usize = 24;
+    let mut server = env.serve().await;
+    let mut devices = Vec::new();
+    for i in 0..DEVICES {
+        devices.push(register(env, &server, key_file, &format!("kill-{round}-{i}")).await);
+    }
+    let before = env.db.count("meter_packets", "");
+    let url = server.url.clone();
+    let tasks: Vec<_> = devices
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut device)| {
+            let (http, url) = (server.http.clone(), url.clone());
+            tokio::spawn(async move {
+                let mut sent = Vec::new();
+                // 1..=48 units, different per device, so the sums below mean something.
+                let amt = 1 + (i as i64 * 7) % 48;
+                for _ in 0..400 {
+                    let body = device.request(amt, false);
+                    let jti: PacketRequestClaims = serde_json::from_slice(
+                        &seatkeep::jws::parse_compact(&body).unwrap().payload,
+                    )
+                    .unwrap();
+                    let response = http
+                        .post(format!("{url}/api/v1/activations/{}/packets", device.seat))
+                        .header("content-type", "application/jose")
+                        .body(body.clone())
+                        .send()
+                        .await;
+                    let answer = match response {
+                        Ok(r) => {
+                            let status = r.status().as_u16();
+                            r.json::<Value>().await.ok().map(|v| (status, v))
+                        }
+                        Err(_) => None,
+                    };
+                    let stop = answer.is_none();
+                    if let Some((201, answer)) = &answer {
+                        device.apply(answer);
+                    } else if let Some((status, answer)) = &answer {
+                        panic!("under load: {status} {answer}");
+                    }
+                    sent.push(Sent {
+                        device: i,
+                        jti: jti.jti,
+                        body,
+                        answer,
+                    });
+                    if stop {
+                        break;
+                    }
+                }
+                (device, sent)
+            })
+        })
+        .collect();
+    for _ in 0..2000 {
+        if env.db.count("meter_packets", "") >= before + kill_after {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    server.kill(); // SIGKILL to the child, then wait
+    let mut devices = Vec::new();
+    let mut sent = Vec::new();
+    for task in tasks {
+        let (device, mine) = task.await.unwrap();
+        devices.push(device);
+        sent.extend(mine);
+    }
+    (devices, sent)
+}
+
+/// `kill -9` under a load of packet requests, for real (no failpoint): after the restart the
+/// database shows requests whose packet was committed while their answer never arrived, and
+/// the retry of each unanswered request with the same bytes gets the frozen packet (same
+/// seq, amount and jti), verified and applied by the device crate; the pool is charged once
+/// per request id and every seat's packets are numbered 1..n.
+async fn kill_nine_between_commit_and_answer(backend: Backend) {
+    const ROUNDS: usize = 6;
+    let env = TestEnv::new(backend);
+    let key_file = metered_key_file(&env, "LIC-K9", 1, 1000, 10_000_000);
+    import(&env, "k9.seatkey", &key_file);
+    let mut devices: Vec<Device> = Vec::new();
+    let mut unanswered: Vec<(usize, Sent)> = Vec::new();
+    let mut answered_units = 0;
+    let mut between = 0;
+    let mut rounds = 0;
+    let mut restarted: Option<TestServer> = None;
+    while between == 0 && rounds < ROUNDS {
+        drop(restarted.take()); // one server at a time on the database
+        let (round_devices, sent) =
+            load_then_kill(&env, &key_file, rounds, 40 + 20 * rounds as i64).await;
+        rounds += 1;
+        let offset = devices.len();
+        devices.extend(round_devices);
+        // Restarted on the same database; nothing is retried before the reading below.
+        restarted = Some(env.serve().await);
+        for s in sent {
+            match &s.answer {
+                Some((201, answer)) => {
+                    answered_units += packet_claims(answer["packets"][0].as_str().unwrap()).amt;
+                }
+                Some((status, answer)) => panic!("{status}: {answer}"),
+                None => {
+                    let seat = devices[offset + s.device].seat.clone();
+                    if committed_packet(&env, &seat, &s.jti).is_some() {
+                        between += 1;
+                    }
+                    unanswered.push((offset + s.device, s));
+                }
+            }
+        }
+        eprintln!(
+            "round {rounds}: {} unanswered so far, {between} committed without an answer, \
+             {} packets stored, {} without a token",
+            unanswered.len(),
+            env.db.count("meter_packets", ""),
+            env.db.count("meter_packets", "token IS NULL"),
+        );
+    }
+    assert!(
+        between > 0,
+        "after {ROUNDS} kill -9 rounds no request was committed without its answer \
+         ({} unanswered)",
+        unanswered.len()
+    );
+
+    // Read before any retry: the frozen claims of the committed ones.
+    let frozen: Vec<_> = unanswered
+        .iter()
+        .map(|(d, s)| committed_packet(&env, &devices[*d].seat, &s.jti))
+        .collect();
+    let server = restarted.expect("the server restarted after the last kill");
+    let mut retried_units = 0;
+    for ((d, sent), frozen) in unanswered.iter().zip(&frozen) {
+        let device = &mut devices[*d];
+        let (status, answer) = send(&server, &device.seat, &sent.body).await;
+        let packets = answer["packets"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{answer}"));
+        assert_eq!(packets.len(), 1, "{answer}");
+        let claims = packet_claims(packets[0].as_str().unwrap());
+        assert_eq!(claims.req, sent.jti);
+        match frozen {
+            Some((seq, amount, jti, stored_claims, token)) => {
+                assert_eq!(
+                    status, 200,
+                    "a committed request is answered again: {answer}"
+                );
+                assert_eq!((claims.seq, claims.amt, &claims.jti), (*seq, *amount, jti));
+                assert_eq!(
+                    serde_json::to_value(&claims).unwrap(),
+                    serde_json::from_str::<Value>(stored_claims).unwrap(),
+                    "the frozen claims, exactly"
+                );
+                if let Some(token) = token {
+                    assert_eq!(packets[0].as_str().unwrap(), token);
+                }
+            }
+            None => assert_eq!(status, 201, "never committed: issued now: {answer}"),
+        }
+        retried_units += claims.amt;
+        // The device crate verifies it (server key from the key file, its own key, its
+        // pending request) and applies it.
+        let before = device.meter.state().reported();
+        device.apply(&answer);
+        let after = device.meter.state().reported();
+        assert_eq!(after.last_seq, claims.seq);
+        assert_eq!(after.balance, before.balance + claims.amt);
+    }
+    let issued = env
+        .db
+        .scalar("SELECT meter_issued AS v FROM licenses WHERE id = 'LIC-K9'");
+    let stored = env
+        .db
+        .scalar("SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS v FROM meter_packets");
+    assert_eq!(issued, stored, "the pool is the sum of the packets stored");
+    assert_eq!(
+        issued,
+        answered_units + retried_units,
+        "charged once per request id"
+    );
+    assert_eq!(
+        env.db.scalar(
+            "SELECT COUNT(*) AS v FROM (SELECT request_jti FROM meter_packets \
+             GROUP BY seat_id, request_jti HAVING COUNT(*) > 1) d"
+        ),
+        0,
+        "no request id has two packets"
+    );
+    assert_eq!(
+        env.db.scalar(
+            "SELECT COUNT(*) AS v FROM (SELECT seat_id, MAX(seq) AS top, COUNT(*) AS n, \
+             MIN(seq) AS low FROM meter_packets GROUP BY seat_id) s WHERE top <> n OR low <> 1"
+        ),
+        0,
+        "per-seat seq 1..n without gap or duplicate"
+    );
+    assert_eq!(env.db.count("meter_packets", "token IS NULL"), 0);
+    for device in &devices {
+        assert_eq!(
+            device.meter.state().reported().last_seq,
+            env.db
+                .count("meter_packets", &format!("seat_id = '{}'", device.seat)),
+            "device {} applied every packet of its seat",
+            device.id
+        );
+    }
+    eprintln!(
+        "kill -9: {rounds} round(s), {between} committed without an answer, {} unanswered \
+         retried, {issued} units issued",
+        unanswered.len()
+    );
+    env.db.assert_journal_gapless();
+}
+both_backends!(
+    metered_kill_nine_between_commit_and_answer,
+    kill_nine_between_commit_and_answer
+);

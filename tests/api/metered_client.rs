@@ -1,12 +1,14 @@
-//! The reference client's metered commands against the real server (SQLite): `device
-//! activate` registers its key, `device usage status | tick | request` keep the balance in
-//! files beside the saved activation. Without balance the product must stop (exit 1); a
-//! packet request fills it; a restored old state file locks the meter; a spent pool is a
-//! clear refusal that changes nothing on the device. And a pool that cannot give even the
-//! smallest packet tells the admins once, though it never reached exactly zero.
+//! The reference client's metered commands against the real server (SQLite; the
+//! tick-to-zero test on both backends): `device activate` registers its key, `device usage
+//! status | tick | request` keep the balance in files beside the saved activation. Without
+//! balance the product must stop (exit 1); a packet request fills it; a restored old state
+//! file locks the meter; a spent pool is a clear refusal that changes nothing on the device.
+//! And a pool that cannot give even the smallest packet tells the admins once, though it
+//! never reached exactly zero.
 
 use std::process::Output;
 
+use crate::both_backends;
 use crate::helpers::{Backend, TestEnv, TestServer, run};
 use crate::metered::{import, metered_key_file};
 
@@ -56,6 +58,11 @@ pub(crate) fn usage(env: &TestEnv, saved: &str, command: &str, extra: &[&str]) -
 
 pub(crate) fn json(out: &Output) -> serde_json::Value {
     assert!(out.status.success(), "{}", stderr(out));
+    json_of(out)
+}
+
+/// The JSON a command printed, whatever its exit code.
+fn json_of(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(out)))
 }
 
@@ -193,3 +200,94 @@ async fn metered_pool_too_low_for_a_packet_tells_the_admins_once() {
         "nothing charged"
     );
 }
+
+/// Enforcement through the reference client, to the last minute (DESIGN §10.5): a packet of
+/// one `device_hour` unit is 60 runs of the product (each `tick` is one run and pays its
+/// first minute on the monotonic clock, so no clock needs moving); after the 60th the meter
+/// is locked for lack of balance, `tick` exits 1 and charges nothing, and only `request`
+/// works; a new packet makes it active again and `tick` exits 0. (The start, locked before
+/// the first packet, is `metered_client_commands`.)
+async fn ticked_down_to_zero_locks_until_a_packet(backend: Backend) {
+    let env = TestEnv::new(backend);
+    // Packets of 1..=4 units, 4 by default: the meter warns ("low") under one unit.
+    let mut claims = serde_json::to_value(env.claims("LIC-TICK", 3)).unwrap();
+    claims["model"] = serde_json::json!("metered");
+    claims["meter"] = serde_json::json!({
+        "unit": "device_hour", "units": 10, "packet": {"default": 4, "min": 1, "max": 4}
+    });
+    let key_file = env.sign(&serde_json::from_value(claims).unwrap());
+    import(&env, "tick.seatkey", &key_file);
+    let key_path = env.write("site.seatkey", &key_file);
+    let server = env.serve().await;
+    let saved_path = env.path("meter.device.json");
+    let saved = saved_path.to_str().unwrap();
+    activate(&server, &key_path, "meter-1", saved);
+    let minutes = |value: &serde_json::Value| (value.as_f64().unwrap() * 60.0).round() as i64;
+    let state = |report: &serde_json::Value| {
+        (
+            report["enforcement"].as_str().unwrap().to_owned(),
+            minutes(&report["balance_units"]),
+            minutes(&report["used_units"]),
+        )
+    };
+
+    let asked = json(&usage(&env, saved, "request", &["--units", "1"]));
+    assert_eq!(asked["applied"], serde_json::json!([[1, 1.0]]), "{asked}");
+    assert_eq!(state(&asked["usage"]), ("active".into(), 60, 0));
+    for minute in 1..=60 {
+        let out = usage(&env, saved, "tick", &[]);
+        assert_eq!(out.status.code(), Some(0), "run {minute}: {}", stderr(&out));
+        let ticked = json(&out);
+        // The run's own minute is paid, so even the last one may run (under one unit: low).
+        assert_eq!(
+            state(&ticked),
+            ("low".into(), 60 - minute, minute),
+            "run {minute} pays its minute: {ticked}"
+        );
+    }
+    let status = json(&usage(&env, saved, "status", &[]));
+    assert_eq!(
+        state(&status),
+        ("locked: no_balance".into(), 0, 60),
+        "{status}"
+    );
+    for _ in 0..2 {
+        let refused = usage(&env, saved, "tick", &[]);
+        assert_eq!(refused.status.code(), Some(1), "{}", stdout(&refused));
+        assert_eq!(
+            stderr(&refused).trim(),
+            "seatkeep: the product must stop: locked: no_balance"
+        );
+        assert_eq!(
+            state(&json_of(&refused)),
+            ("locked: no_balance".into(), 0, 60),
+            "a refused run charges nothing"
+        );
+    }
+
+    // Locked, asking for a packet still works: active again.
+    let asked = json(&usage(&env, saved, "request", &["--units", "2"]));
+    assert_eq!(asked["applied"], serde_json::json!([[2, 2.0]]), "{asked}");
+    assert_eq!(state(&asked["usage"]), ("active".into(), 120, 60));
+    assert_eq!(
+        (asked["pool_issued"].as_i64(), asked["pool_units"].as_i64()),
+        (Some(3), Some(10))
+    );
+    let out = usage(&env, saved, "tick", &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(state(&json(&out)), ("active".into(), 119, 61));
+    assert_eq!(
+        env.db.scalar("SELECT reported_used AS v FROM seats"),
+        1,
+        "the second request reported the unit used"
+    );
+    assert_eq!(
+        env.db
+            .scalar("SELECT meter_issued AS v FROM licenses WHERE id = 'LIC-TICK'"),
+        3
+    );
+}
+both_backends!(
+    metered_client_ticked_to_zero_locks_until_a_packet,
+    ticked_down_to_zero_locks_until_a_packet
+);

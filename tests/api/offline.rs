@@ -1,7 +1,9 @@
 //! Offline files (DESIGN §11) with the real binary on both backends: an air-gapped device
 //! activates and gets packets only through request and response files, a file fulfilled
 //! twice is answered with the same bytes and charged once, one bad line gets its own error
-//! line, and oversized or badly armored files are refused without a change.
+//! line, and oversized or badly armored files are refused without a change. A response
+//! made for another device, or a file with one byte changed inside what is signed, is
+//! refused and changes neither the device's files nor the database's ledger.
 
 use std::path::Path;
 use std::process::Output;
@@ -11,7 +13,7 @@ use seatkeep_device::offline::{self, OfflineErrorClaims, ResponseKind};
 
 use crate::both_backends;
 use crate::helpers::{Backend, TestEnv, run};
-use crate::metered::{import, metered_key_file};
+use crate::metered::{import, metered_key_file, server_id};
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -353,3 +355,358 @@ async fn refused_files(backend: Backend) {
 }
 
 both_backends!(offline_refused_files_change_nothing, refused_files);
+
+/// A device activated through files only; returns its saved activation.
+fn offline_device(env: &TestEnv, key_file: &Path, device: &str) -> std::path::PathBuf {
+    let saved = env.path(&format!("{device}.device.json"));
+    let (req, resp) = (
+        env.path(&format!("{device}-activate.req")),
+        env.path(&format!("{device}-activate.resp")),
+    );
+    request_activation(key_file, device, &saved, &req);
+    fulfil(env, &req, &resp);
+    apply(env, &resp, &saved);
+    saved
+}
+
+/// `device offline-request --packets UNITS` from `saved` into `out`.
+fn request_packets(env: &TestEnv, saved: &Path, units: i64, out: &Path) {
+    let written = run(&[
+        "device",
+        "offline-request",
+        "--packets",
+        &units.to_string(),
+        "--saved",
+        p(saved),
+        "--provider-key",
+        p(&env.provider_pub),
+        "--out",
+        p(out),
+    ]);
+    assert!(written.status.success(), "{}", stderr(&written));
+}
+
+/// The saved activation and its usage files, byte for byte.
+fn device_files(saved: &Path) -> Vec<(String, Option<Vec<u8>>)> {
+    ["", ".usage", ".usage-anchor"]
+        .iter()
+        .map(|suffix| {
+            let path = format!("{}{suffix}", saved.display());
+            let bytes = std::fs::read(&path).ok();
+            (path, bytes)
+        })
+        .collect()
+}
+
+/// `device offline-apply` as the product runs it (no --json): its output and exit code.
+fn apply_raw(env: &TestEnv, response: &Path, saved: &Path) -> Output {
+    run(&[
+        "device",
+        "offline-apply",
+        p(response),
+        "--saved",
+        p(saved),
+        "--provider-key",
+        p(&env.provider_pub),
+    ])
+}
+
+/// `device usage status --json` of a saved metered activation.
+fn status(env: &TestEnv, saved: &Path) -> serde_json::Value {
+    json(&run(&[
+        "--json",
+        "device",
+        "usage",
+        "status",
+        "--saved",
+        p(saved),
+        "--provider-key",
+        p(&env.provider_pub),
+    ]))
+}
+
+/// Balance, use, last packet and pending requests: the meter's state as a product sees it.
+fn usage_state(env: &TestEnv, saved: &Path) -> (f64, f64, i64, i64) {
+    let s = status(env, saved);
+    (
+        s["balance_units"].as_f64().unwrap(),
+        s["used_units"].as_f64().unwrap(),
+        s["last_packet"].as_i64().unwrap(),
+        s["pending_requests"].as_i64().unwrap(),
+    )
+}
+
+/// A response file made for device A, applied by device B's saved state: each line is
+/// refused with its reason (A's packet does not fit B's seat, A's device key is not B's),
+/// nothing is applied and B's files are byte for byte what they were; B's own response and
+/// A's response on A still apply.
+async fn response_for_another_device(backend: Backend) {
+    let env = TestEnv::new(backend);
+    let key_file = metered_site(&env, "LIC-OFF");
+    let a = offline_device(&env, &key_file, "handheld-a");
+    let b = offline_device(&env, &key_file, "handheld-b");
+    let (req_a, resp_a) = (env.path("a-packets.req"), env.path("a-packets.resp"));
+    request_packets(&env, &a, 5, &req_a);
+    fulfil(&env, &req_a, &resp_a);
+    let (req_b, resp_b) = (env.path("b-packets.req"), env.path("b-packets.resp"));
+    request_packets(&env, &b, 4, &req_b);
+    let before = device_files(&b);
+    assert_eq!(usage_state(&env, &b), (0.0, 0.0, 0, 1));
+
+    let out = apply_raw(&env, &resp_a, &b);
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    // DESIGN §10.5 names `packet_wrong_device` for a packet whose `sub` is another device;
+    // the library checks the `seat` claim first, so a packet made for another device is
+    // always refused as `invalid_packet` (reported to the lead, not changed here).
+    assert_eq!(
+        printed,
+        "line 1 (packet): invalid_packet: packet refused: invalid packet: seat does not fit this seat\n\
+         line 2 (time): not synced (not for a pending request)\n",
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "per-line refusals: {}",
+        stderr(&out)
+    );
+    let lines = apply(&env, &resp_a, &b);
+    assert_eq!(
+        (&lines[0]["kind"], &lines[0]["code"]),
+        (
+            &serde_json::json!("packet"),
+            &serde_json::json!("invalid_packet")
+        ),
+        "{lines}"
+    );
+    assert_eq!(before, device_files(&b), "B's files are unchanged");
+    assert_eq!(usage_state(&env, &b), (0.0, 0.0, 0, 1));
+
+    // A's activation response: its device key is A's; B keeps its own seat.
+    let out = apply_raw(&env, &env.path("handheld-a-activate.resp"), &b);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "line 1 (key_file): the license's current key file\n\
+         line 2 (device_key): not for this device, skipped: device key is for device 'handheld-a', not 'handheld-b'\n",
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(before, device_files(&b), "B's files are unchanged");
+
+    // Each response on its own device applies: B's pending request was kept.
+    fulfil(&env, &req_b, &resp_b);
+    let applied = apply(&env, &resp_b, &b);
+    assert!(
+        applied[0]["outcome"].as_str().unwrap().contains("applied"),
+        "{applied}"
+    );
+    assert_eq!(usage_state(&env, &b), (4.0, 0.0, 1, 0));
+    apply(&env, &resp_a, &a);
+    assert_eq!(usage_state(&env, &a), (5.0, 0.0, 1, 0));
+    assert_eq!(
+        env.db
+            .scalar("SELECT meter_issued AS v FROM licenses WHERE id = 'LIC-OFF'"),
+        9
+    );
+}
+both_backends!(
+    offline_response_for_another_device_is_refused,
+    response_for_another_device
+);
+
+/// Line `line` (0 = the armor's first line) of an armored file with one byte of its JWS
+/// payload changed: the decoded payload's first `from` becomes `to`, re-encoded (the
+/// header and signature segments are kept).
+fn flip_payload_byte(text: &str, line: usize, from: &str, to: u8) -> String {
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let (header, rest) = lines[line].split_once('.').unwrap();
+    let (payload, signature) = rest.split_once('.').unwrap();
+    let mut bytes = jws::parse_compact(&lines[line]).unwrap().payload.to_vec();
+    assert_eq!(jws::b64url(&bytes), payload, "canonical base64url");
+    let at = String::from_utf8_lossy(&bytes)
+        .find(from)
+        .unwrap_or_else(|| panic!("{from} in {}", String::from_utf8_lossy(&bytes)))
+        + from.len()
+        - 1;
+    assert_ne!(bytes[at], to);
+    bytes[at] = to;
+    lines[line] = format!("{header}.{}.{signature}", jws::b64url(&bytes));
+    let mut out = lines.join("\n");
+    out.push('\n');
+    out
+}
+
+/// One byte changed inside what is signed: in a response file, the packet's amount (5 → 9)
+/// is refused as `invalid_packet` and nothing is credited, and a device key is not taken
+/// (the saved file stays as it was); in a request file, the amount asked (3 → 9) or a byte
+/// that leaves the claims unreadable is refused line by line by `offline fulfil`, with no
+/// packet, no charge and no packet request recorded.
+async fn flipped_bytes(backend: Backend) {
+    let env = TestEnv::new(backend);
+    let key_file = metered_site(&env, "LIC-OFF");
+
+    // A device key with one byte changed: not taken, the pending activation unchanged.
+    let saved_c = env.path("handheld-c.device.json");
+    let (req_c, resp_c) = (env.path("c-activate.req"), env.path("c-activate.resp"));
+    request_activation(&key_file, "handheld-c", &saved_c, &req_c);
+    fulfil(&env, &req_c, &resp_c);
+    let text = std::fs::read_to_string(&resp_c).unwrap();
+    assert!(text.lines().nth(2).unwrap().starts_with("eyJ"), "{text}");
+    let flipped = env.write(
+        "c-flipped.resp",
+        flip_payload_byte(&text, 2, "\"sub\":\"h", b'H'),
+    );
+    let before = device_files(&saved_c);
+    let out = apply_raw(&env, &flipped, &saved_c);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!(
+            "line 1 (key_file): the license's current key file\n\
+             line 2 (device_key): not for this device, skipped: broken chain: the device key \
+             signature is not valid for server key {} named in the key file\n",
+            server_id(&env)
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        before,
+        device_files(&saved_c),
+        "the saved file is unchanged"
+    );
+    assert_eq!(
+        before[1].1, None,
+        "no usage state before the activation completes"
+    );
+    let refused = run(&[
+        "device",
+        "usage",
+        "status",
+        "--saved",
+        p(&saved_c),
+        "--provider-key",
+        p(&env.provider_pub),
+    ]);
+    assert!(
+        !refused.status.success(),
+        "still no seat: {}",
+        stderr(&refused)
+    );
+
+    // A packet with its amount changed.
+    let a = offline_device(&env, &key_file, "handheld-a");
+    let (req, resp) = (env.path("a-packets.req"), env.path("a-packets.resp"));
+    request_packets(&env, &a, 5, &req);
+    fulfil(&env, &req, &resp);
+    let text = std::fs::read_to_string(&resp).unwrap();
+    let flipped = env.write(
+        "a-flipped.resp",
+        flip_payload_byte(&text, 1, "\"amt\":5", b'9'),
+    );
+    let saved_before = std::fs::read(&a).unwrap();
+    assert_eq!(usage_state(&env, &a), (0.0, 0.0, 0, 1));
+    let out = apply_raw(&env, &flipped, &a);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "line 1 (packet): invalid_packet: packet refused: invalid packet: not signed by the key file's server key\n\
+         line 2 (time): clock synced\n",
+        "{}",
+        stderr(&out)
+    );
+    // The file's time token is intact and syncs the clock (so the usage file may change);
+    // the balance, use, last packet and the pending request are as they were.
+    assert_eq!(usage_state(&env, &a), (0.0, 0.0, 0, 1));
+    assert_eq!(std::fs::read(&a).unwrap(), saved_before);
+    // The file as Seatkeep wrote it applies.
+    apply(&env, &resp, &a);
+    assert_eq!(usage_state(&env, &a), (5.0, 0.0, 1, 0));
+
+    // Request files with one byte changed: refused line by line, nothing issued.
+    let req2 = env.path("a2.req");
+    request_packets(&env, &a, 3, &req2);
+    let text = std::fs::read_to_string(&req2).unwrap();
+    let ledger = |env: &TestEnv| {
+        (
+            env.db
+                .scalar("SELECT meter_issued AS v FROM licenses WHERE id = 'LIC-OFF'"),
+            env.db.count("meter_packets", ""),
+            env.db.count("packet_requests", ""),
+            env.db.count("audit_log", "action = 'usage.provisioned'"),
+        )
+    };
+    assert_eq!(ledger(&env), (5, 1, 1, 1));
+    let exchanges = env.db.count("offline_exchanges", "");
+    let jti = offline::read_request_file(text.as_bytes()).unwrap()[0]
+        .0
+        .clone();
+    let jti: seatkeep_device::meter::wire::PacketRequestClaims =
+        serde_json::from_slice(&jws::parse_compact(&jti).unwrap().payload).unwrap();
+    let cases = [
+        (
+            "amount",
+            "\"amt\":3",
+            b'9',
+            jti.jti.as_str(),
+            "invalid_device_signature",
+            "the packet request is not signed by this seat's device key",
+        ),
+        (
+            "unreadable",
+            "\"iss\"",
+            b'!',
+            "line:1",
+            "invalid_packet_request",
+            "the packet request's claims do not read",
+        ),
+    ];
+    for (name, from, to, req, code, detail) in cases {
+        let flipped = env.write(
+            &format!("{name}.req"),
+            flip_payload_byte(&text, 1, from, to),
+        );
+        let out = env.path(&format!("{name}.resp"));
+        let printed = fulfil(&env, &flipped, &out);
+        assert!(
+            printed.starts_with(&format!("line 1 (packets): refused {code}: {detail}\n")),
+            "{name}: {printed}"
+        );
+        let answered = offline::read_response_file(&std::fs::read(&out).unwrap()).unwrap();
+        assert_eq!(answered.len(), 1, "{name}: one error line");
+        assert_eq!(answered[0].1, ResponseKind::Error, "{name}");
+        let claims: OfflineErrorClaims =
+            serde_json::from_slice(&jws::parse_compact(&answered[0].0).unwrap().payload).unwrap();
+        assert_eq!(
+            (
+                claims.req.as_str(),
+                claims.code.as_str(),
+                claims.detail.as_str()
+            ),
+            (req, code, detail),
+            "{name}"
+        );
+        assert_eq!(
+            ledger(&env),
+            (5, 1, 1, 1),
+            "{name}: nothing issued or recorded"
+        );
+    }
+    // Each refused file is kept as an exchange (DESIGN §11: every exchange is stored, so
+    // the same file again gets the same error line), and nothing else.
+    assert_eq!(env.db.count("offline_exchanges", ""), exchanges + 2);
+    let again = env.path("amount-again.resp");
+    fulfil(&env, &env.path("amount.req"), &again);
+    assert_eq!(
+        std::fs::read(&again).unwrap(),
+        std::fs::read(env.path("amount.resp")).unwrap()
+    );
+    assert_eq!(env.db.count("offline_exchanges", ""), exchanges + 2);
+    assert_eq!(ledger(&env), (5, 1, 1, 1));
+    // The request as the device wrote it is still answered.
+    let resp2 = env.path("a2.resp");
+    fulfil(&env, &req2, &resp2);
+    assert_eq!(ledger(&env), (8, 2, 2, 2));
+    apply(&env, &resp2, &a);
+    assert_eq!(usage_state(&env, &a), (8.0, 0.0, 2, 0));
+}
+both_backends!(offline_flipped_byte_is_refused, flipped_bytes);
