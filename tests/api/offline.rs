@@ -455,12 +455,10 @@ async fn response_for_another_device(backend: Backend) {
 
     let out = apply_raw(&env, &resp_a, &b);
     let printed = String::from_utf8_lossy(&out.stdout).into_owned();
-    // DESIGN §10.5 names `packet_wrong_device` for a packet whose `sub` is another device;
-    // the library checks the `seat` claim first, so a packet made for another device is
-    // always refused as `invalid_packet` (reported to the lead, not changed here).
+    // DESIGN §10.5: a packet whose `sub` is another device is `packet_wrong_device`.
     assert_eq!(
         printed,
-        "line 1 (packet): invalid_packet: packet refused: invalid packet: seat does not fit this seat\n\
+        "line 1 (packet): packet_wrong_device: packet refused: the packet is for device 'handheld-a'\n\
          line 2 (time): not synced (not for a pending request)\n",
         "{}",
         stderr(&out)
@@ -476,7 +474,7 @@ async fn response_for_another_device(backend: Backend) {
         (&lines[0]["kind"], &lines[0]["code"]),
         (
             &serde_json::json!("packet"),
-            &serde_json::json!("invalid_packet")
+            &serde_json::json!("packet_wrong_device")
         ),
         "{lines}"
     );
@@ -488,7 +486,7 @@ async fn response_for_another_device(backend: Backend) {
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "line 1 (key_file): the license's current key file\n\
-         line 2 (device_key): not for this device, skipped: device key is for device 'handheld-a', not 'handheld-b'\n",
+         line 2 (device_key): not taken: device key is for device 'handheld-a', not 'handheld-b'\n",
         "{}",
         stderr(&out)
     );
@@ -563,7 +561,7 @@ async fn flipped_bytes(backend: Backend) {
         String::from_utf8_lossy(&out.stdout),
         format!(
             "line 1 (key_file): the license's current key file\n\
-             line 2 (device_key): not for this device, skipped: broken chain: the device key \
+             line 2 (device_key): not taken: broken chain: the device key \
              signature is not valid for server key {} named in the key file\n",
             server_id(&env)
         ),

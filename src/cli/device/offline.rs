@@ -213,7 +213,7 @@ pub fn apply(
                             "seat {} for device {}, user {:?}, key generation {}",
                             verified.seat, verified.device, verified.user, verified.generation
                         ),
-                        Err(why) => format!("not for this device, skipped: {why}"),
+                        Err(why) => format!("not taken: {why}"),
                     };
                 report.push(entry("device_key", outcome, None));
             }

@@ -138,6 +138,14 @@ impl<S: StateStore> Meter<S> {
         .map_err(|e| ApplyError::InvalidPacket(e.to_string()))?;
         let claims: PacketClaims = serde_json::from_slice(&payload)
             .map_err(|e| ApplyError::InvalidPacket(format!("claims: {e}")))?;
+        // The device and key first, as DESIGN §10.5 orders them: a packet made for another
+        // device also names another seat, and must say `packet_wrong_device`.
+        if claims.sub != self.state.device {
+            return Err(ApplyError::WrongDevice { sub: claims.sub });
+        }
+        if claims.cnf.jkt != self.jkt {
+            return Err(ApplyError::WrongKey);
+        }
         let fits = [
             ("iss", claims.iss == self.server_id),
             ("lic", claims.lic == self.state.lic),
@@ -150,12 +158,6 @@ impl<S: StateStore> Meter<S> {
             return Err(ApplyError::InvalidPacket(format!(
                 "{claim} does not fit this seat"
             )));
-        }
-        if claims.sub != self.state.device {
-            return Err(ApplyError::WrongDevice { sub: claims.sub });
-        }
-        if claims.cnf.jkt != self.jkt {
-            return Err(ApplyError::WrongKey);
         }
         Ok(claims)
     }

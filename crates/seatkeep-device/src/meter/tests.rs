@@ -204,6 +204,11 @@ fn packets_are_refused_by_the_rules_in_order() {
     let mut other = good.clone();
     other.sub = "scanner-9999".into();
     cases.push((site.sign_packet(&other), "packet_wrong_device"));
+    // A real packet of another device names its seat too: still `packet_wrong_device`.
+    let mut other = good.clone();
+    other.sub = "scanner-9999".into();
+    other.seat = "st_another-seat".into();
+    cases.push((site.sign_packet(&other), "packet_wrong_device"));
     let mut other = good.clone();
     other.cnf.jkt = "another-key".into();
     cases.push((site.sign_packet(&other), "packet_wrong_key"));
