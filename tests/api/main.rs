@@ -27,6 +27,7 @@ mod keyfiles;
 mod lockout;
 mod metered;
 mod metered_client;
+mod metered_independent;
 mod notify;
 mod offline;
 mod openapi_fuzz;
