@@ -220,7 +220,8 @@ pub enum ModelArg {
     /// Not served yet by this version.
     #[value(name = "floating")]
     Floating,
-    /// Not served yet by this version.
+    /// Usage sold in units, issued to devices in signed packets (DESIGN §10); the claims
+    /// need a `meter` object (from `--claims FILE`).
     #[value(name = "metered")]
     Metered,
 }
