@@ -3,6 +3,7 @@
 
 pub mod batch;
 pub mod models;
+pub(crate) mod race;
 pub mod refusals;
 pub mod schema;
 pub mod word;

@@ -74,7 +74,7 @@ impl From<DbError> for MeterError {
 
 impl From<diesel::result::Error> for MeterError {
     fn from(e: diesel::result::Error) -> Self {
-        Self::Seat(SeatError::from(e))
+        DbError::Query(e).into()
     }
 }
 
