@@ -361,14 +361,15 @@ pub fn is_unique_violation(error: &diesel::result::Error) -> bool {
     )
 }
 
-/// Implements `From<diesel::result::Error>` for error enums with a `Db(DbError)` variant, so
-/// `?` works on queries everywhere and the conversion is written once.
+/// Implements `From<diesel::result::Error>` for error types that convert from [`DbError`] (a
+/// `Db(#[from] DbError)` variant, or a hand-written `From<DbError>`), so `?` works on queries
+/// everywhere and the conversion is written once.
 #[macro_export]
 macro_rules! query_errors_into {
     ($($ty:ty),+ $(,)?) => {
         $(impl From<diesel::result::Error> for $ty {
             fn from(e: diesel::result::Error) -> Self {
-                Self::Db($crate::db::DbError::Query(e))
+                $crate::db::DbError::Query(e).into()
             }
         })+
     };
