@@ -47,18 +47,15 @@ const MIGRATION_LOCK_ID: i64 = 0x5ea7_4ee9;
 /// it is rebound, which made every cached statement a fresh parse.
 #[derive(diesel::MultiConnection)]
 pub enum DbConn {
-    /// Embedded SQLite.
+    /// Embedded SQLite: the database is a file beside the server.
     Sqlite(SqliteConnection),
-    /// PostgreSQL.
     Postgres(PgConnection),
 }
 
 /// Which backend a pool talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
-    /// SQLite.
     Sqlite,
-    /// PostgreSQL.
     Postgres,
 }
 
