@@ -1,7 +1,9 @@
 //! The seat rules in one place: what a seat's state may be, how many seats a license grants,
 //! the ceiling that lets a down-renewal drain, who must give a user name, which licenses are
-//! usable, and the input limits of DESIGN §5. Everything here is pure; the transactions that
-//! apply these rules are in `grant.rs` and `change.rs`.
+//! usable, and the input limits of DESIGN §5. Everything here is pure except
+//! [`check_reissue_limit`], which counts the seat's past reissues in the audit log on the
+//! connection it is given; the transactions that apply these rules are in `activate.rs` and
+//! `change.rs`.
 
 use diesel::sql_types::BigInt;
 use serde::Serialize;
