@@ -81,12 +81,8 @@ impl LicenseStatus {
     }
 }
 
-crate::stored_word!(LicenseModel, "license model", {
-    NodeLocked => "node_locked",
-    SingleDevice => "single_device",
-    Floating => "floating",
-    Metered => "metered",
-});
+// Stored as the key file claim's words, which the device crate defines.
+crate::stored_word!(LicenseModel, "license model", words of LicenseModel::ALL);
 
 /// Seats that may be in use at once: `seats` plus the overage allowance, rounded down;
 /// a `single_device` license holds exactly one device.
