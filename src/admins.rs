@@ -8,6 +8,7 @@ use seatkeep_device::ProblemCode;
 use crate::app::App;
 use crate::db::models::Admin;
 use crate::db::schema::{admins, console_sessions};
+use crate::db::word::Word;
 use crate::db::{Database, DbError, is_unique_violation};
 use crate::journal::{self, Change, ChangeKind};
 
@@ -29,9 +30,9 @@ impl Role {
     /// Every role, strongest first.
     pub const ALL: [Role; 3] = [Self::Owner, Self::Admin, Self::Viewer];
 
-    /// The role stored as `text`.
+    /// The role named `text` (a form field; rows are parsed when read).
     pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|r| r.as_str() == text)
+        crate::db::word::StoredWord::from_word(text)
     }
 
     /// True when this role may do what `needed` may.
@@ -47,15 +48,17 @@ impl Role {
         }
     }
 
-    /// Stored value.
+    /// The role's word, as stored and as the CLI and console name it.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Owner => "owner",
-            Self::Admin => "admin",
-            Self::Viewer => "viewer",
-        }
+        crate::db::word::StoredWord::as_str(self)
     }
 }
+
+crate::stored_word!(Role, "admin role", {
+    Owner => "owner",
+    Admin => "admin",
+    Viewer => "viewer",
+});
 
 /// Why an admin operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -149,7 +152,7 @@ pub fn add(
                 id: format!("ad_{}", crate::jws::b64url(&rand::random::<[u8; 12]>())),
                 username: username.clone(),
                 password_hash,
-                role: role.as_str().to_owned(),
+                role,
                 created_at: now,
                 updated_at: now,
             })
@@ -290,14 +293,13 @@ pub fn remove(app: &App, username: &str, actor: &str) -> Result<(), AdminError> 
 }
 
 fn role_of(conn: &mut crate::db::DbConn, username: &str) -> Result<Role, AdminError> {
-    let stored: Option<String> = admins::table
+    let stored: Option<Word<Role>> = admins::table
         .filter(admins::username.eq(username))
         .select(admins::role)
         .get_result(conn)
         .optional()?;
     stored
-        .as_deref()
-        .and_then(Role::parse)
+        .map(Role::from)
         .ok_or_else(|| AdminError::Unknown(username.to_owned()))
 }
 

@@ -19,7 +19,6 @@ const KEY_FILE_CACHE_LIMIT: usize = 1024;
 /// Why the application could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// Bad config.
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// Server key missing or broken.
@@ -28,7 +27,6 @@ pub enum StartError {
     /// A trusted provider key is missing or broken.
     #[error(transparent)]
     Trust(#[from] TrustError),
-    /// Database problem.
     #[error(transparent)]
     Db(#[from] DbError),
 }

@@ -28,8 +28,7 @@ pub const CSV_HEADER: [&str; 7] = [
     "released",
 ];
 
-/// Output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExportFormat {
     /// RFC 4180 CSV with a header row, CRLF line ends, formula-injection-safe cells.
     Csv,
@@ -37,8 +36,8 @@ pub enum ExportFormat {
     Json,
 }
 
-/// Which seats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// Which seats an export holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StateFilter {
     /// Seats held now.
     Active,

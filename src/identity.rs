@@ -21,19 +21,12 @@ pub enum IdentityError {
     Io {
         /// What we tried.
         action: &'static str,
-        /// File.
         path: PathBuf,
-        /// Cause.
         source: std::io::Error,
     },
     /// The key file holds no usable key.
     #[error("identity.key_file {path}: {source}")]
-    Key {
-        /// File.
-        path: PathBuf,
-        /// Cause.
-        source: SigningError,
-    },
+    Key { path: PathBuf, source: SigningError },
     /// `init` would replace an existing key.
     #[error(
         "a server key already exists at {0} (use --force to replace it; device keys signed by the old key stop verifying)"

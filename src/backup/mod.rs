@@ -42,11 +42,7 @@ pub enum BackupError {
     Db(#[from] DbError),
 }
 
-impl From<diesel::result::Error> for BackupError {
-    fn from(e: diesel::result::Error) -> Self {
-        Self::Db(DbError::Query(e))
-    }
-}
+crate::query_errors_into!(BackupError);
 
 /// What a backup wrote.
 #[derive(Debug, Clone, serde::Serialize)]

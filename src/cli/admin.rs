@@ -22,7 +22,7 @@ enum AdminCommand {
     Add {
         /// Login name.
         user: String,
-        /// Role.
+        /// What the account may do in the console.
         #[arg(long, value_enum)]
         role: RoleArg,
         /// File holding the password.

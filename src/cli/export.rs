@@ -4,7 +4,7 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 
 use super::{CliError, Global, Run};
 use crate::export::{self, ExportFormat, StateFilter};
@@ -26,14 +26,50 @@ enum ExportCommand {
         license: String,
         /// Output format (default csv; json with --json).
         #[arg(long, value_enum)]
-        format: Option<ExportFormat>,
+        format: Option<FormatArg>,
         /// Which seats.
         #[arg(long, value_enum, default_value = "active")]
-        state: StateFilter,
+        state: StateArg,
         /// Write here instead of stdout (replaced only when the export is complete).
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+}
+
+/// `--format`: the [`ExportFormat`]s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum FormatArg {
+    /// RFC 4180 CSV with a header row, CRLF line ends, formula-injection-safe cells.
+    Csv,
+    /// One JSON array of seat objects.
+    Json,
+}
+
+impl From<FormatArg> for ExportFormat {
+    fn from(arg: FormatArg) -> Self {
+        match arg {
+            FormatArg::Csv => Self::Csv,
+            FormatArg::Json => Self::Json,
+        }
+    }
+}
+
+/// `--state`: the [`StateFilter`]s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum StateArg {
+    /// Seats held now.
+    Active,
+    /// Every seat ever taken, released ones included.
+    All,
+}
+
+impl From<StateArg> for StateFilter {
+    fn from(arg: StateArg) -> Self {
+        match arg {
+            StateArg::Active => Self::Active,
+            StateArg::All => Self::All,
+        }
+    }
 }
 
 impl Run for Export {
@@ -44,11 +80,15 @@ impl Run for Export {
             state,
             out,
         } = self.command;
-        let format = format.unwrap_or(if global.json {
-            ExportFormat::Json
-        } else {
-            ExportFormat::Csv
-        });
+        let format = format.map_or(
+            if global.json {
+                ExportFormat::Json
+            } else {
+                ExportFormat::Csv
+            },
+            ExportFormat::from,
+        );
+        let state = StateFilter::from(state);
         let app = global.migrated_app()?;
         let mut conn = app.db.conn()?;
         match out {

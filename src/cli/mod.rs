@@ -209,11 +209,7 @@ pub enum CliError {
     Usage(String),
 }
 
-impl From<diesel::result::Error> for CliError {
-    fn from(e: diesel::result::Error) -> Self {
-        Self::Db(DbError::Query(e))
-    }
-}
+crate::query_errors_into!(CliError);
 
 /// Reads a file, naming it in the error.
 fn read_file(path: &Path) -> Result<Vec<u8>, CliError> {

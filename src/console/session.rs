@@ -12,6 +12,7 @@ use super::ConsoleError;
 use crate::admins::Role;
 use crate::app::App;
 use crate::db::schema::{admins, console_sessions};
+use crate::db::word::Word;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "seatkeep_console";
@@ -67,7 +68,7 @@ pub fn create(app: &App, admin_id: &str) -> Result<String, ConsoleError> {
 /// Blocking.
 pub fn load(app: &App, cookie_value: &str) -> Result<Option<Session>, ConsoleError> {
     let id_hash = hash(cookie_value);
-    let row: Option<(String, String, i64, i64, String, String)> = console_sessions::table
+    let row: Option<(String, String, i64, i64, String, Word<Role>)> = console_sessions::table
         .inner_join(admins::table)
         .filter(console_sessions::id_hash.eq(&id_hash))
         .select((
@@ -100,7 +101,7 @@ pub fn load(app: &App, cookie_value: &str) -> Result<Option<Session>, ConsoleErr
                 .map_err(ConsoleError::from)
         })?;
     }
-    let role = Role::parse(&role).ok_or_else(|| ConsoleError::Internal("bad role".into()))?;
+    let role = Role::from(role);
     Ok(Some(Session {
         id_hash,
         admin_id,

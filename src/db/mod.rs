@@ -3,6 +3,7 @@
 
 pub mod batch;
 pub mod models;
+pub(crate) mod race;
 pub mod refusals;
 pub mod schema;
 pub mod word;
@@ -46,18 +47,15 @@ const MIGRATION_LOCK_ID: i64 = 0x5ea7_4ee9;
 /// it is rebound, which made every cached statement a fresh parse.
 #[derive(diesel::MultiConnection)]
 pub enum DbConn {
-    /// Embedded SQLite.
+    /// Embedded SQLite: the database is a file beside the server.
     Sqlite(SqliteConnection),
-    /// PostgreSQL.
     Postgres(PgConnection),
 }
 
 /// Which backend a pool talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
-    /// SQLite.
     Sqlite,
-    /// PostgreSQL.
     Postgres,
 }
 
@@ -360,14 +358,15 @@ pub fn is_unique_violation(error: &diesel::result::Error) -> bool {
     )
 }
 
-/// Implements `From<diesel::result::Error>` for error enums with a `Db(DbError)` variant, so
-/// `?` works on queries everywhere and the conversion is written once.
+/// Implements `From<diesel::result::Error>` for error types that convert from [`DbError`] (a
+/// `Db(#[from] DbError)` variant, or a hand-written `From<DbError>`), so `?` works on queries
+/// everywhere and the conversion is written once.
 #[macro_export]
 macro_rules! query_errors_into {
     ($($ty:ty),+ $(,)?) => {
         $(impl From<diesel::result::Error> for $ty {
             fn from(e: diesel::result::Error) -> Self {
-                Self::Db($crate::db::DbError::Query(e))
+                $crate::db::DbError::Query(e).into()
             }
         })+
     };

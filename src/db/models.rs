@@ -7,6 +7,7 @@
 use diesel::prelude::*;
 
 use super::word::Word;
+use crate::admins::Role;
 use crate::keyfile::LicenseModel;
 use crate::seats::{LicenseStatus, SeatState};
 
@@ -192,8 +193,8 @@ pub struct Admin {
     pub username: String,
     /// Argon2id PHC string.
     pub password_hash: String,
-    /// `owner`, `admin`, `viewer`.
-    pub role: String,
+    #[diesel(deserialize_as = Word<Role>, serialize_as = Word<Role>)]
+    pub role: Role,
     pub created_at: i64,
     pub updated_at: i64,
 }

@@ -48,19 +48,12 @@ where
 }
 
 /// Implements [`StoredWord`] and the conversions to and from [`Word`] for an enum, from its
-/// list of `Variant => "word"` pairs.
+/// list of `Variant => "word"` pairs, or, for an enum whose words are defined elsewhere (the
+/// device crate's `LicenseModel`), from its inherent
+/// `as_str` and the list of every value: `stored_word!(T, "what", words of T::ALL)`.
 #[macro_export]
 macro_rules! stored_word {
-    ($ty:ty, $what:literal, { $($variant:ident => $word:literal),+ $(,)? }) => {
-        impl $crate::db::word::StoredWord for $ty {
-            const WHAT: &'static str = $what;
-            fn as_str(self) -> &'static str {
-                match self { $(Self::$variant => $word),+ }
-            }
-            fn from_word(word: &str) -> Option<Self> {
-                match word { $($word => Some(Self::$variant),)+ _ => None }
-            }
-        }
+    (@convert $ty:ty) => {
         impl From<$crate::db::word::Word<$ty>> for $ty {
             fn from(word: $crate::db::word::Word<$ty>) -> Self {
                 word.0
@@ -71,5 +64,29 @@ macro_rules! stored_word {
                 $crate::db::word::Word(value)
             }
         }
+    };
+    ($ty:ty, $what:literal, { $($variant:ident => $word:literal),+ $(,)? }) => {
+        impl $crate::db::word::StoredWord for $ty {
+            const WHAT: &'static str = $what;
+            fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $word),+ }
+            }
+            fn from_word(word: &str) -> Option<Self> {
+                match word { $($word => Some(Self::$variant),)+ _ => None }
+            }
+        }
+        $crate::stored_word!(@convert $ty);
+    };
+    ($ty:ty, $what:literal, words of $all:expr) => {
+        impl $crate::db::word::StoredWord for $ty {
+            const WHAT: &'static str = $what;
+            fn as_str(self) -> &'static str {
+                <$ty>::as_str(self)
+            }
+            fn from_word(word: &str) -> Option<Self> {
+                $all.into_iter().find(|value| <$ty>::as_str(*value) == word)
+            }
+        }
+        $crate::stored_word!(@convert $ty);
     };
 }

@@ -40,8 +40,4 @@ pub enum FederationError {
     File(String),
 }
 
-impl From<diesel::result::Error> for FederationError {
-    fn from(e: diesel::result::Error) -> Self {
-        Self::Db(DbError::Query(e))
-    }
-}
+crate::query_errors_into!(FederationError);

@@ -152,7 +152,6 @@ pub struct VerifiedKeyFile {
     pub digest: String,
     /// Header `kid`.
     pub kid: String,
-    /// The claims.
     pub claims: KeyFileClaims,
 }
 

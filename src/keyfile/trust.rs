@@ -28,19 +28,15 @@ pub enum TrustError {
     /// The PEM file could not be read.
     #[error("provider.trusted_keys: cannot read {path}: {source}")]
     Read {
-        /// File.
         path: PathBuf,
-        /// Cause.
         source: std::io::Error,
     },
     /// The PEM is not a public key of the pinned algorithm's family.
     #[error("provider.trusted_keys: {path} is not a {alg} public key (PEM 'PUBLIC KEY'): {reason}")]
     Key {
-        /// File.
         path: PathBuf,
         /// Pinned algorithm.
         alg: JwsAlgorithm,
-        /// Why.
         reason: String,
     },
     /// Two blocks share a `kid`.

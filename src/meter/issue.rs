@@ -12,31 +12,16 @@ use super::{MeterError, pool};
 use crate::app::App;
 use crate::db::models::Seat;
 use crate::db::schema::{meter_packets, packet_requests, seats};
-use crate::db::{DbConn, DbError, is_unique_violation};
+use crate::db::{DbConn, DbError, is_unique_violation, race};
 use crate::journal::{self, Change, ChangeKind};
 
-/// Why an issuing transaction was abandoned (everything it wrote is rolled back).
-pub enum TxFail {
-    /// A concurrent request changed the seat or the pool first: read again and retry.
-    LostRace,
-    Meter(MeterError),
-}
+/// Why an issuing transaction was abandoned (everything it wrote is rolled back): a
+/// concurrent request changed the seat or the pool first (retry), or a [`MeterError`].
+pub type TxnError = race::TxnError<MeterError>;
 
-impl From<diesel::result::Error> for TxFail {
-    fn from(e: diesel::result::Error) -> Self {
-        Self::Meter(e.into())
-    }
-}
-
-impl From<DbError> for TxFail {
-    fn from(e: DbError) -> Self {
-        Self::Meter(e.into())
-    }
-}
-
-impl From<MeterError> for TxFail {
+impl From<MeterError> for TxnError {
     fn from(e: MeterError) -> Self {
-        Self::Meter(e)
+        Self::Failed(e)
     }
 }
 
@@ -113,7 +98,7 @@ pub enum Issued {
 
 /// The issuing transaction: the pool, the seat's packet `seq` and reported state, the
 /// packet row with its frozen claims, the request row and the journal, all or nothing.
-pub fn issue(conn: &mut DbConn, it: &Issue<'_>) -> Result<Issued, TxFail> {
+pub fn issue(conn: &mut DbConn, it: &Issue<'_>) -> Result<Issued, TxnError> {
     let Asked {
         seat,
         claims: asked,
@@ -136,7 +121,7 @@ pub fn issue(conn: &mut DbConn, it: &Issue<'_>) -> Result<Issued, TxFail> {
                 return Ok(Issued::Exhausted { cap, issued });
             }
             // What is left, if no one took it meanwhile (the statement checks again).
-            pool::take(conn, lic, left)?.ok_or(TxFail::LostRace)?
+            pool::take(conn, lic, left)?.ok_or(TxnError::LostRace)?
         }
     };
     super::daily::record(conn, lic, now, taken.amount)?;
@@ -208,7 +193,7 @@ pub fn answer_without_issue(
     conn: &mut DbConn,
     asked: &Asked<'_>,
     seqs: &[i64],
-) -> Result<(), TxFail> {
+) -> Result<(), TxnError> {
     advance_seat(conn, asked.seat, &asked.claims.state, asked.seat.packet_seq)?;
     insert_request(conn, asked, seqs)
 }
@@ -220,7 +205,7 @@ fn advance_seat(
     seat: &Seat,
     state: &seatkeep_device::meter::wire::ReportedState,
     seq: i64,
-) -> Result<(), TxFail> {
+) -> Result<(), TxnError> {
     let changed = crate::on_backend!(conn, |c| diesel::update(
         seats::table
             .filter(seats::id.eq(&seat.id))
@@ -239,11 +224,11 @@ fn advance_seat(
     if changed == 1 {
         Ok(())
     } else {
-        Err(TxFail::LostRace)
+        Err(TxnError::LostRace)
     }
 }
 
-fn insert_request(conn: &mut DbConn, asked: &Asked<'_>, seqs: &[i64]) -> Result<(), TxFail> {
+fn insert_request(conn: &mut DbConn, asked: &Asked<'_>, seqs: &[i64]) -> Result<(), TxnError> {
     let row = RequestRow {
         seat_id: asked.seat.id.clone(),
         jti: asked.claims.jti.clone(),
@@ -256,8 +241,8 @@ fn insert_request(conn: &mut DbConn, asked: &Asked<'_>, seqs: &[i64]) -> Result<
         .execute(c))
     {
         // The same request id arrived twice at once: the retry answers it as a repeat.
-        Err(e) if is_unique_violation(&e) => Err(TxFail::LostRace),
-        other => other.map(|_| ()).map_err(TxFail::from),
+        Err(e) if is_unique_violation(&e) => Err(TxnError::LostRace),
+        other => other.map(|_| ()).map_err(TxnError::from),
     }
 }
 

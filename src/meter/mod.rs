@@ -74,11 +74,7 @@ impl From<DbError> for MeterError {
     }
 }
 
-impl From<diesel::result::Error> for MeterError {
-    fn from(e: diesel::result::Error) -> Self {
-        Self::Seat(SeatError::from(e))
-    }
-}
+crate::query_errors_into!(MeterError);
 
 impl From<crate::clock::ClockUntrusted> for MeterError {
     fn from(e: crate::clock::ClockUntrusted) -> Self {

@@ -12,12 +12,12 @@ use seatkeep_device::meter::wire::{
 };
 use sha2::{Digest, Sha256};
 
-use super::issue::{self, Asked, Issue, Issued, RequestRow, TxFail};
+use super::issue::{self, Asked, Issue, Issued, RequestRow, TxnError};
 use super::{MeterError, pool, reconcile};
 use crate::app::App;
 use crate::db::models::{License, Seat};
 use crate::db::schema::{licenses, packet_requests, seats};
-use crate::db::{DbConn, DbError};
+use crate::db::{DbConn, DbError, race};
 use crate::seats::{SeatError, rules};
 
 /// How often a request is tried again after losing a race to one for the same seat.
@@ -47,14 +47,9 @@ pub fn request_packets_as(
     rules::validate_seat_id(seat_id)?;
     let body = body.trim();
     let body_sha256 = hex::encode(Sha256::digest(body.as_bytes()));
-    for _ in 0..RACE_RETRIES {
-        match attempt(app, seat_id, body, &body_sha256, actor) {
-            Err(TxFail::LostRace) => continue,
-            Err(TxFail::Meter(e)) => return Err(e),
-            Ok(reply) => return Ok(reply),
-        }
-    }
-    Err(DbError::Unavailable(format!("too much contention on seat {seat_id}; retry")).into())
+    race::settle(&format!("seat {seat_id}"), RACE_RETRIES, || {
+        attempt(app, seat_id, body, &body_sha256, actor)
+    })
 }
 
 /// One verified request and what it is for.
@@ -83,7 +78,7 @@ impl Ctx<'_> {
         created: bool,
         packets: Vec<String>,
         issued: i64,
-    ) -> Result<PacketsReply, TxFail> {
+    ) -> Result<PacketsReply, TxnError> {
         let time = issue::time_token(self.app, &self.seat.device_id, &self.claims.nonce)?;
         Ok(PacketsReply {
             created,
@@ -102,7 +97,7 @@ fn attempt(
     body: &str,
     body_sha256: &str,
     actor: &str,
-) -> Result<PacketsReply, TxFail> {
+) -> Result<PacketsReply, TxnError> {
     let (seat, license) = {
         let mut conn = app.db.conn()?;
         read(&mut conn, seat_id)?
@@ -154,7 +149,7 @@ fn attempt(
 
 /// Records a request that gets no new packet (its report, and which packets answered it),
 /// then answers with those packets.
-fn answer_unissued(ctx: &Ctx<'_>, seqs: Vec<i64>, now: i64) -> Result<PacketsReply, TxFail> {
+fn answer_unissued(ctx: &Ctx<'_>, seqs: Vec<i64>, now: i64) -> Result<PacketsReply, TxnError> {
     let (seat, claims, digest) = (
         ctx.seat.clone(),
         ctx.claims.clone(),
@@ -177,7 +172,7 @@ fn answer_unissued(ctx: &Ctx<'_>, seqs: Vec<i64>, now: i64) -> Result<PacketsRep
 }
 
 /// Issues a new packet in one transaction, then signs it.
-fn issue_new(ctx: &Ctx<'_>, now: i64) -> Result<PacketsReply, TxFail> {
+fn issue_new(ctx: &Ctx<'_>, now: i64) -> Result<PacketsReply, TxnError> {
     let (seat, claims, digest) = (
         ctx.seat.clone(),
         ctx.claims.clone(),

@@ -65,11 +65,7 @@ impl From<RequestFileError> for OfflineError {
     }
 }
 
-impl From<diesel::result::Error> for OfflineError {
-    fn from(e: diesel::result::Error) -> Self {
-        Self::Db(DbError::Query(e))
-    }
-}
+crate::query_errors_into!(OfflineError);
 
 /// A fulfilled request file.
 #[derive(Debug, Clone)]

@@ -13,6 +13,7 @@ use crate::audit;
 use crate::db::DbConn;
 use crate::db::models::{License, Seat};
 use crate::db::schema::{licenses, seats};
+use crate::db::word::Word;
 use crate::journal::{self, Change, ChangeKind, Recorded};
 use crate::licenses as license_store;
 use seatkeep_device::proof::ProofAction;
@@ -227,10 +228,15 @@ fn free(conn: &mut DbConn, seat: &Seat, release: &Release) -> Result<Seat, SeatE
     ))
     .execute(conn)?;
     if changed != 1 {
-        // Someone released it first; the rollback undoes the decrement.
+        // Someone released it first; the rollback undoes the decrement. The answer names
+        // the state they left it in, as `require_active` does.
+        let state: Word<SeatState> = seats::table
+            .find(&seat.id)
+            .select(seats::state)
+            .get_result(conn)?;
         return Err(SeatError::SeatNotActive {
             seat: seat.id.clone(),
-            state: "released".into(),
+            state: state.0.as_str().to_owned(),
         });
     }
     let kind = if release.to == SeatState::Returned {

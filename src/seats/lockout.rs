@@ -12,7 +12,8 @@ use crate::db::schema::auth_failures;
 
 /// Failures a seat may have in [`WINDOW_SECS`].
 pub const MAX_FAILURES: i64 = 5;
-/// The window.
+/// Length of the sliding window failures are counted in, in seconds; a locked seat opens again
+/// when its oldest failure in the window is this old.
 pub const WINDOW_SECS: i64 = 3600;
 
 /// Runs `verify` (the credential check of `seat`) unless the seat is locked, recording a

@@ -167,11 +167,11 @@ pub enum SeatAuth {
     Proof(String),
 }
 
-/// What a device gets back.
-#[derive(Debug, Clone, Serialize)]
+/// What a device gets back (the web layer answers it as the device crate's
+/// `ActivationAnswer`).
+#[derive(Debug, Clone)]
 pub struct Activation {
     /// True when this call took a new seat (HTTP 201), false for the same device again.
-    #[serde(skip)]
     pub created: bool,
     pub seat: String,
     pub device_key: String,
@@ -189,7 +189,8 @@ pub struct Activation {
     pub generation: i64,
 }
 
-/// A seat's state as devices see it.
+/// A seat's state as devices see it (over HTTP as the device crate's `SeatStatus`).
+/// `Serialize` is for `seatkeep seats retire --json`, which prints it.
 #[derive(Debug, Clone, Serialize)]
 pub struct SeatStatus {
     pub seat: String,

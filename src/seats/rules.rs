@@ -1,7 +1,9 @@
 //! The seat rules in one place: what a seat's state may be, how many seats a license grants,
 //! the ceiling that lets a down-renewal drain, who must give a user name, which licenses are
-//! usable, and the input limits of DESIGN §5. Everything here is pure; the transactions that
-//! apply these rules are in `grant.rs` and `change.rs`.
+//! usable, and the input limits of DESIGN §5. Everything here is pure except
+//! [`check_reissue_limit`], which counts the seat's past reissues in the audit log on the
+//! connection it is given; the transactions that apply these rules are in `activate.rs` and
+//! `change.rs`.
 
 use diesel::sql_types::BigInt;
 use serde::Serialize;
@@ -79,12 +81,8 @@ impl LicenseStatus {
     }
 }
 
-crate::stored_word!(LicenseModel, "license model", {
-    NodeLocked => "node_locked",
-    SingleDevice => "single_device",
-    Floating => "floating",
-    Metered => "metered",
-});
+// Stored as the key file claim's words, which the device crate defines.
+crate::stored_word!(LicenseModel, "license model", words of LicenseModel::ALL);
 
 /// Seats that may be in use at once: `seats` plus the overage allowance, rounded down;
 /// a `single_device` license holds exactly one device.

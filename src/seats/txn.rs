@@ -1,7 +1,8 @@
 //! How the seat operations touch the database, so the operations themselves read as rules:
 //! [`read`] lends a pooled connection for one closure, writes go through
 //! [`crate::db::Database::write`] (the group-commit writer), and [`settle`] retries an
-//! operation that lost a race to a concurrent change of the same seat.
+//! operation that lost a race to a concurrent change of the same seat
+//! ([`crate::db::race`], with the seats' retry count).
 
 use diesel::prelude::*;
 
@@ -9,40 +10,23 @@ use super::SeatError;
 use crate::app::App;
 use crate::db::models::Seat;
 use crate::db::schema::seats;
-use crate::db::{DbConn, DbError};
+use crate::db::{DbConn, race};
 
 /// How often an operation is tried again after losing a race.
 const RACE_RETRIES: usize = 5;
 
-/// Why a write transaction was abandoned.
-pub(super) enum TxnError {
-    /// A concurrent request changed the same seat first; read again and retry.
-    LostRace,
-    /// A real error.
-    Seat(SeatError),
-}
-
-impl From<diesel::result::Error> for TxnError {
-    fn from(e: diesel::result::Error) -> Self {
-        Self::Seat(e.into())
-    }
-}
-
-impl From<DbError> for TxnError {
-    fn from(e: DbError) -> Self {
-        Self::Seat(SeatError::Db(e))
-    }
-}
+/// A seat write abandoned: lost a race (retry) or failed with a [`SeatError`].
+pub(super) type TxnError = race::TxnError<SeatError>;
 
 impl From<crate::clock::ClockUntrusted> for TxnError {
     fn from(e: crate::clock::ClockUntrusted) -> Self {
-        Self::Seat(e.into())
+        Self::Failed(e.into())
     }
 }
 
 impl From<SeatError> for TxnError {
     fn from(e: SeatError) -> Self {
-        Self::Seat(e)
+        Self::Failed(e)
     }
 }
 
@@ -50,18 +34,9 @@ impl From<SeatError> for TxnError {
 /// contended thing for the error when it loses too often.
 pub(super) fn settle<T>(
     what: &str,
-    mut attempt: impl FnMut() -> Result<T, TxnError>,
+    attempt: impl FnMut() -> Result<T, TxnError>,
 ) -> Result<T, SeatError> {
-    for _ in 0..RACE_RETRIES {
-        match attempt() {
-            Ok(value) => return Ok(value),
-            Err(TxnError::LostRace) => continue,
-            Err(TxnError::Seat(e)) => return Err(e),
-        }
-    }
-    Err(SeatError::Db(DbError::Unavailable(format!(
-        "too much contention on {what}; retry"
-    ))))
+    race::settle(what, RACE_RETRIES, attempt)
 }
 
 /// Runs `f` on a pooled connection, returned to the pool as soon as `f` is done (never held

@@ -15,7 +15,6 @@ macro_rules! problem_codes {
         }
 
         impl ProblemCode {
-            /// Every code.
             pub const ALL: &'static [Self] = &[$(Self::$variant,)+];
 
             /// The code as it appears in `code` and after [`PROBLEM_TYPE_PREFIX`].

@@ -12,9 +12,7 @@ pub enum ClientError {
     Io {
         /// What we tried, e.g. "cannot read key file".
         action: &'static str,
-        /// File.
         path: PathBuf,
-        /// Cause.
         source: std::io::Error,
     },
     /// `--server` is not an http(s) URL.
@@ -22,17 +20,11 @@ pub enum ClientError {
     BadUrl {
         /// As given.
         url: String,
-        /// Why.
         reason: String,
     },
     /// `--ca` holds no usable PEM certificate.
     #[error("--ca {}: {reason}", path.display())]
-    Ca {
-        /// File.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
+    Ca { path: PathBuf, reason: String },
     /// The HTTP client could not be set up.
     #[error("cannot set up the HTTP client: {0}")]
     Setup(String),
@@ -41,7 +33,6 @@ pub enum ClientError {
     Http {
         /// Request URL.
         url: String,
-        /// Cause.
         #[source]
         source: reqwest::Error,
     },
@@ -67,26 +58,11 @@ pub enum ClientError {
     },
     /// A file meant to hold a saved activation does not.
     #[error("{} is not a saved activation: {reason}", path.display())]
-    SavedActivation {
-        /// File.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
+    SavedActivation { path: PathBuf, reason: String },
     /// `--device-key` holds neither a saved activation nor a usable bare device key.
     #[error("{}: {reason}", path.display())]
-    DeviceKeyInput {
-        /// File.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
+    DeviceKeyInput { path: PathBuf, reason: String },
     /// An offline request or response file that cannot be made or read.
     #[error("{}: {reason}", path.display())]
-    OfflineFile {
-        /// File.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
+    OfflineFile { path: PathBuf, reason: String },
 }

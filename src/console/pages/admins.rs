@@ -44,7 +44,7 @@ async fn render_page(
             .map(|a| AdminRow {
                 created: view::time(a.created_at),
                 username: a.username,
-                role: a.role,
+                role: a.role.as_str().to_owned(),
             })
             .collect(),
         roles: Role::ALL.map(Role::as_str),

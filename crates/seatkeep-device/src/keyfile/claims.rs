@@ -94,7 +94,6 @@ pub enum LicenseModel {
 }
 
 impl LicenseModel {
-    /// Every model.
     pub const ALL: [Self; 4] = [
         Self::NodeLocked,
         Self::SingleDevice,
