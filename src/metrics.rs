@@ -204,11 +204,16 @@ fn notifications(out: &mut String, app: &App, outbox: &crate::notify::outbox::St
             count(NotificationState::Failed),
         ),
     ] {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
     }
-    out.push_str("# HELP seatkeep_notifications Notifications in the outbox by state.
+    out.push_str(
+        "# HELP seatkeep_notifications Notifications in the outbox by state.
 # TYPE seatkeep_notifications gauge
-");
+",
+    );
     for (state, n) in &outbox.by_state {
         let _ = writeln!(
             out,

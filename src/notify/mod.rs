@@ -321,7 +321,12 @@ mod tests {
         assert!(masked.contains("b***@sub.customer.example."), "{masked}");
         assert!(masked.starts_with("127.0.0.1:25: failed"), "{masked}");
         // Nothing mailbox-shaped: unchanged.
-        for text in ["no at sign", "a lone @ sign", "trailing@", "@leading.example"] {
+        for text in [
+            "no at sign",
+            "a lone @ sign",
+            "trailing@",
+            "@leading.example",
+        ] {
             assert_eq!(mask_mailboxes(text), text);
         }
     }

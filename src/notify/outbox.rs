@@ -104,11 +104,7 @@ pub fn any_due(conn: &mut DbConn, now: i64) -> Result<bool, DbError> {
 /// other instance takes it while it is being sent and a crash leaves it due again after the
 /// lease. PostgreSQL skips rows another instance has locked this moment; SQLite has one
 /// writer anyway.
-pub fn claim(
-    conn: &mut DbConn,
-    now: i64,
-    timeout_secs: i64,
-) -> Result<Option<Claimed>, DbError> {
+pub fn claim(conn: &mut DbConn, now: i64, timeout_secs: i64) -> Result<Option<Claimed>, DbError> {
     let sql = match conn.backend() {
         Backend::Postgres => {
             "SELECT id, kind, recipients, subject, body_text, body_html, dedupe_key, \
