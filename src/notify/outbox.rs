@@ -145,17 +145,18 @@ impl Claimed {
     }
 }
 
-/// The claim of `row` as its sender holds it: still pending and no attempt since (another
-/// instance that took the row over after the lease counted one more).
-fn still_claimed(
-    row: &Claimed,
-) -> diesel::dsl::Filter<
+/// The row of a claim, if the claim still holds.
+type StillClaimed = diesel::dsl::Filter<
     diesel::dsl::Filter<
         diesel::dsl::Find<notifications::table, i64>,
         diesel::dsl::Eq<notifications::state, &'static str>,
     >,
     diesel::dsl::Eq<notifications::attempts, i64>,
-> {
+>;
+
+/// The claim of `row` as its sender holds it: still pending and no attempt since (another
+/// instance that took the row over after the lease counted one more).
+fn still_claimed(row: &Claimed) -> StillClaimed {
     notifications::table
         .find(row.id)
         .filter(notifications::state.eq(NotificationState::Pending.as_str()))
