@@ -111,6 +111,12 @@ pub fn standard(
         Arc::new(crate::federation::push::Pusher::new(&config.federation)),
     ];
     if let Some(sender) = crate::notify::sender::SendEmails::for_config(config)? {
+        if config.notify.operators.is_empty() {
+            // Admins of key files hear about their licenses; server trouble has no owner.
+            tracing::warn!(
+                "notify.operators is empty: nobody is emailed when the clock goes back or federation is overdue"
+            );
+        }
         jobs.push(Arc::new(sender));
     }
     Ok(jobs)

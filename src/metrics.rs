@@ -172,15 +172,54 @@ fn per_license<'a>(
     }
 }
 
-/// The email outbox: rows per state and the oldest pending age (all instances, from the
-/// database), and what this instance sent or failed to send.
+/// The email outbox (all instances, from the database, so every instance reports the same
+/// figures): notifications queued, sent and given up on, rows per state, the oldest pending
+/// age; and the attempts this instance made.
 fn notifications(out: &mut String, app: &App, outbox: &crate::notify::outbox::Stats) {
+    use crate::notify::outbox::NotificationState;
     use crate::notify::sender::{FAILED_ATTEMPTS, SENT};
-    out.push_str("# HELP seatkeep_notifications Notifications in the outbox by state (queued = pending + sent + failed).
+    let count = |wanted: NotificationState| {
+        outbox
+            .by_state
+            .iter()
+            .filter(|(state, _)| *state == wanted)
+            .map(|(_, n)| n)
+            .sum::<i64>()
+    };
+    let queued: i64 = outbox.by_state.iter().map(|(_, n)| n).sum();
+    for (name, help, value) in [
+        (
+            "seatkeep_notifications_queued_total",
+            "Notifications ever queued (all instances; rows are never deleted).",
+            queued,
+        ),
+        (
+            "seatkeep_notifications_sent_total",
+            "Notifications sent (all instances).",
+            count(NotificationState::Sent),
+        ),
+        (
+            "seatkeep_notifications_failed_total",
+            "Notifications given up on (all instances; `notify retry` takes one back, read as a counter reset).",
+            count(NotificationState::Failed),
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    }
+    out.push_str(
+        "# HELP seatkeep_notifications Notifications in the outbox by state.
 # TYPE seatkeep_notifications gauge
-");
+",
+    );
     for (state, n) in &outbox.by_state {
-        let _ = writeln!(out, "seatkeep_notifications{{state=\"{state}\"}} {n}");
+        let _ = writeln!(
+            out,
+            "seatkeep_notifications{{state=\"{}\"}} {n}",
+            state.as_str()
+        );
     }
     out.push_str("# HELP seatkeep_notifications_oldest_pending_seconds Age of the oldest unsent notification (0: none).
 # TYPE seatkeep_notifications_oldest_pending_seconds gauge
@@ -190,7 +229,7 @@ fn notifications(out: &mut String, app: &App, outbox: &crate::notify::outbox::St
         .map_or(0, |at| (app.clock.now() - at).max(0));
     let _ = writeln!(out, "seatkeep_notifications_oldest_pending_seconds {age}");
     out.push_str(
-        "# HELP seatkeep_emails_total Email attempts by this instance.
+        "# HELP seatkeep_emails_total SMTP sessions by this instance: sent, or failed (an attempt; the row may be retried).
 # TYPE seatkeep_emails_total counter
 ",
     );

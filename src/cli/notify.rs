@@ -3,7 +3,7 @@
 use clap::{Args, Subcommand};
 
 use super::{CliError, Global, Run, format_time, print_json};
-use crate::notify::outbox::{self, Filter};
+use crate::notify::outbox::{self, Filter, NotificationState};
 use crate::notify::sender::Mailer;
 
 /// Rows `notify list` shows at most.
@@ -89,20 +89,22 @@ fn list(global: &Global, filter: Filter) -> Result<(), CliError> {
         return print_json(&rows);
     }
     for r in &rows {
-        let when = match r.state.as_str() {
-            "sent" => format!("sent {}", format_time(r.sent_at)),
-            _ => format!("next {}", format_time(Some(r.next_attempt_at))),
+        let sent = r.state == NotificationState::Sent;
+        let when = if sent {
+            format!("sent {}", format_time(r.sent_at))
+        } else {
+            format!("next {}", format_time(Some(r.next_attempt_at)))
         };
         println!(
             "{:>5}  {:<7}  {:<15}  {}  attempts {}  {when}  {}",
             r.id,
-            r.state,
+            r.state.as_str(),
             r.kind,
             r.license_id.as_deref().unwrap_or("-"),
             r.attempts,
             r.subject,
         );
-        if let Some(error) = r.last_error.as_deref().filter(|_| r.state != "sent") {
+        if let Some(error) = r.last_error.as_deref().filter(|_| !sent) {
             println!("       last error: {error}");
         }
     }
@@ -119,7 +121,7 @@ fn retry(global: &Global, id: i64) -> Result<(), CliError> {
         return Err(CliError::Usage(format!("no unsent notification {id}")));
     }
     if global.json {
-        return print_json(&serde_json::json!({"id": id, "state": "pending"}));
+        return print_json(&serde_json::json!({"id": id, "state": NotificationState::Pending}));
     }
     println!("notification {id} is due now");
     Ok(())

@@ -71,7 +71,12 @@ pub(super) fn merge(base: &mut toml::Table, top: toml::Table) {
     }
 }
 
-/// Sets `SEATKEEP__A__B=value` as `a.b = value`.
+/// Keys whose value is a secret: taken from the environment as the raw string, never read
+/// as TOML (`123456` stays the string "123456", and no type error can quote it).
+const SECRET_KEYS: &[&[&str]] = &[&["smtp", "password"]];
+
+/// Sets `SEATKEEP__A__B=value` as `a.b = value`: the value read as TOML when it is one
+/// (`30`, `true`, `["a"]`), else as a string; a secret key's value always as a string.
 pub(super) fn apply_env(table: &mut toml::Table, name: &str, raw: &str) -> Result<(), ConfigError> {
     let path: Vec<String> = name[ENV_PREFIX.len()..]
         .split("__")
@@ -82,11 +87,16 @@ pub(super) fn apply_env(table: &mut toml::Table, name: &str, raw: &str) -> Resul
             "environment variable {name} does not name a key"
         )));
     }
-    let value = format!("v = {raw}")
-        .parse::<toml::Table>()
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(raw.to_owned()));
+    let secret = SECRET_KEYS.iter().any(|key| key.iter().eq(path.iter()));
+    let value = if secret {
+        toml::Value::String(raw.to_owned())
+    } else {
+        format!("v = {raw}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
+    };
     let (last, parents) = path.split_last().ok_or_else(|| {
         ConfigError::Invalid(format!("environment variable {name} does not name a key"))
     })?;
@@ -106,4 +116,21 @@ pub(super) fn apply_env(table: &mut toml::Table, name: &str, raw: &str) -> Resul
     }
     current.insert(last.clone(), value);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::apply_env;
+
+    #[test]
+    fn a_secret_from_the_environment_stays_a_string() {
+        let mut table = toml::Table::new();
+        apply_env(&mut table, "SEATKEEP__SMTP__PASSWORD", "123456").unwrap();
+        apply_env(&mut table, "SEATKEEP__SMTP__PORT", "2525").unwrap();
+        let smtp = table["smtp"].as_table().unwrap();
+        assert_eq!(smtp["password"].as_str(), Some("123456"));
+        assert_eq!(smtp["port"].as_integer(), Some(2525));
+        apply_env(&mut table, "SEATKEEP__SMTP__PASSWORD", "true").unwrap();
+        assert_eq!(table["smtp"]["password"].as_str(), Some("true"));
+    }
 }

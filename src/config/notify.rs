@@ -42,10 +42,28 @@ pub enum SmtpSecurity {
     None,
 }
 
-/// A secret string: `Debug` never shows it.
-#[derive(Clone, Default, Deserialize)]
-#[serde(transparent)]
+/// A secret string: `Debug` never shows it, and neither does an error about its value.
+#[derive(Clone, Default)]
 pub struct Secret(String);
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Secret;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Secret, E> {
+                Ok(Secret(v.to_owned()))
+            }
+        }
+        // Anything but a string is refused without the value (serde's own message quotes it).
+        deserializer
+            .deserialize_str(Visitor)
+            .map_err(|_| serde::de::Error::custom("must be a string in quotes (value not shown)"))
+    }
+}
 
 impl Secret {
     /// The secret itself, for the one place that needs it.
@@ -164,4 +182,30 @@ fn is_loopback(host: &str) -> bool {
             .trim_end_matches(']')
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Secret;
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Holder {
+        #[expect(dead_code, reason = "only deserialized")]
+        password: Secret,
+    }
+
+    #[test]
+    fn a_secret_that_is_not_a_string_is_refused_without_its_value() {
+        // As the config loader does: from the merged value, with no source text.
+        let parse = |text: &str| {
+            let table: toml::Table = text.parse().unwrap();
+            <Holder as serde::Deserialize>::deserialize(toml::Value::Table(table))
+        };
+        let err = parse("password = 987654").unwrap_err();
+        let text = format!("{err} {err:?}");
+        assert!(!text.contains("987654"), "{text}");
+        assert!(text.contains("must be a string"), "{text}");
+        let ok = parse("password = \"987654\"").unwrap();
+        assert_eq!(format!("{ok:?}"), "Holder { password: <redacted> }");
+    }
 }

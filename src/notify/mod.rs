@@ -109,6 +109,45 @@ pub fn mask(address: &str) -> String {
     }
 }
 
+/// `text` with every mailbox-shaped word (`local@domain.tld`) masked as [`mask`] does: what
+/// a relay answers (`550 5.1.1 <buyer@customer.example> unknown`) may quote a recipient.
+pub fn mask_mailboxes(text: &str) -> String {
+    let is_local = |c: char| c.is_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c);
+    let is_domain = |c: char| c.is_alphanumeric() || c == '-' || c == '.';
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] != '@' {
+            out.push(chars[i]);
+            i += 1;
+            continue;
+        }
+        let mut start = out.len();
+        for (at, c) in out.char_indices().rev() {
+            if !is_local(c) {
+                break;
+            }
+            start = at;
+        }
+        let mut end = i + 1;
+        while end < chars.len() && is_domain(chars[end]) {
+            end += 1;
+        }
+        let domain: String = chars[i + 1..end].iter().collect();
+        let domain = domain.trim_end_matches('.');
+        if start == out.len() || domain.is_empty() {
+            out.push('@');
+            i += 1;
+            continue;
+        }
+        let local = out.split_off(start);
+        out.push_str(&mask(&format!("{local}@{domain}")));
+        i += 1 + domain.chars().count();
+    }
+    out
+}
+
 /// One notification to queue.
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = notifications)]
@@ -265,4 +304,30 @@ pub fn on_change(
         change.at,
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mask_mailboxes;
+
+    #[test]
+    fn mailboxes_in_a_relay_answer_are_masked() {
+        let answer = "127.0.0.1:25: failed (permanent error (550): 5.1.1 <cfo@customer.example>: \
+                      unknown; also buyer.x+y@sub.customer.example.)";
+        let masked = mask_mailboxes(answer);
+        assert!(!masked.contains("cfo@"), "{masked}");
+        assert!(!masked.contains("buyer.x+y@"), "{masked}");
+        assert!(masked.contains("<c***@customer.example>"), "{masked}");
+        assert!(masked.contains("b***@sub.customer.example."), "{masked}");
+        assert!(masked.starts_with("127.0.0.1:25: failed"), "{masked}");
+        // Nothing mailbox-shaped: unchanged.
+        for text in [
+            "no at sign",
+            "a lone @ sign",
+            "trailing@",
+            "@leading.example",
+        ] {
+            assert_eq!(mask_mailboxes(text), text);
+        }
+    }
 }

@@ -47,6 +47,7 @@ pub struct Expiring<'a> {
     pub customer: &'a str,
     pub license: &'a str,
     pub expired: bool,
+    /// Days left before `exp`, rounded up (not the milestone that made the email due).
     pub days: u32,
     /// `exp` as an RFC 3339 UTC time.
     pub expires: String,

@@ -11,13 +11,13 @@ use lettre::{Message, SmtpTransport, Transport};
 use sha2::{Digest, Sha256};
 
 use super::outbox::{self, Claimed};
-use super::{mask, parse_mailbox};
+use super::{mask, mask_mailboxes, parse_mailbox};
 use crate::app::App;
 use crate::config::{Config, SmtpSecurity};
 use crate::db::DbError;
 use crate::jobs::{Job, JobError};
 
-/// Rows one pass sends at most (shutdown waits for the pass).
+/// Rows one pass sends at most, each claimed on its own (shutdown waits for the pass).
 const PER_PASS: i64 = 5;
 /// Order key of the sender's writes in a group commit: after license ids, since it locks
 /// only outbox rows (last in every lock order).
@@ -129,7 +129,7 @@ impl Mailer {
         let response = self
             .transport
             .send(&message)
-            .map_err(|e| SendError::Smtp(describe(&e, &self.relay)))?;
+            .map_err(|e| SendError::Smtp(mask_mailboxes(&describe(&e, &self.relay))))?;
         Ok(format!(
             "{} {}",
             response.code(),
@@ -167,7 +167,9 @@ fn message_id(dedupe_key: &str, from: &Mailbox) -> String {
 }
 
 /// The failure in the words an operator needs: connection refused, no STARTTLS, certificate
-/// not trusted, authentication failed, or the relay's own answer.
+/// not trusted, authentication failed, no authentication mechanism both sides know, or the
+/// relay's own answer. The chain may quote addresses (a rejected `RCPT TO`): the caller masks
+/// them before the text is stored or logged.
 fn describe(error: &lettre::transport::smtp::Error, relay: &str) -> String {
     let mut chain = error.to_string();
     let mut source = std::error::Error::source(error);
@@ -187,6 +189,8 @@ fn describe(error: &lettre::transport::smtp::Error, relay: &str) -> String {
         "certificate not trusted"
     } else if error.is_timeout() || lower.contains("timed out") {
         "timed out"
+    } else if lower.contains("no compatible authentication mechanism") {
+        "no authentication mechanism in common with the relay (Seatkeep offers PLAIN and LOGIN)"
     } else if lower.contains("authentication") || lower.contains("535") {
         "authentication failed"
     } else {
@@ -199,7 +203,8 @@ fn describe(error: &lettre::transport::smtp::Error, relay: &str) -> String {
 #[derive(Debug)]
 pub struct SendEmails {
     mailer: Mailer,
-    lease_secs: i64,
+    /// `smtp.timeout`, the unit of a claim's lease ([`outbox::lease_secs`]).
+    timeout_secs: i64,
     give_up_secs: i64,
 }
 
@@ -209,8 +214,7 @@ impl SendEmails {
         match Mailer::from_config(config) {
             Ok(mailer) => Ok(Some(Self {
                 mailer,
-                // Long enough for the slowest send (connect, TLS, each command).
-                lease_secs: secs(config.smtp.timeout) * 4 + 60,
+                timeout_secs: secs(config.smtp.timeout),
                 give_up_secs: secs(config.notify.give_up_after),
             })),
             Err(SendError::Disabled) => Ok(None),
@@ -219,7 +223,7 @@ impl SendEmails {
     }
 
     fn send_one(&self, app: &App, row: Claimed) -> Result<(), DbError> {
-        let recipients: Vec<String> = serde_json::from_str(&row.recipients).unwrap_or_default();
+        let recipients = row.recipient_list();
         let masked: Vec<String> = recipients.iter().map(|r| mask(r)).collect();
         let result = self.mailer.send(
             &recipients,
@@ -231,11 +235,17 @@ impl SendEmails {
         let now = app.clock.now();
         match result {
             Ok(answer) => {
-                app.db.write(WRITE_ORDER, move |conn| {
-                    outbox::mark_sent(conn, row.id, now)
-                })?;
+                let (id, kind) = (row.id, row.kind.clone());
+                let kept = app
+                    .db
+                    .write(WRITE_ORDER, move |conn| outbox::mark_sent(conn, &row, now))?;
                 SENT.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(id = row.id, kind = %row.kind, to = ?masked, %answer, "email sent");
+                let answer = mask_mailboxes(&answer);
+                if kept {
+                    tracing::info!(id, %kind, to = ?masked, %answer, "email sent");
+                } else {
+                    tracing::warn!(id, %kind, to = ?masked, %answer, "email sent after its lease ran out; another instance holds the row now");
+                }
             }
             Err(e) => {
                 FAILED_ATTEMPTS.fetch_add(1, Ordering::Relaxed);
@@ -277,12 +287,17 @@ impl Job for SendEmails {
         if !outbox::any_due(&mut *app.db.conn()?, now)? {
             return Ok(());
         }
-        let lease_until = now + self.lease_secs;
-        let claimed = app.db.write(WRITE_ORDER, move |conn| {
-            outbox::claim(conn, now, lease_until, PER_PASS)
-        })?;
-        // Each send happens here, between two write transactions, with none open.
-        for row in claimed {
+        // One claim per send, so each lease starts when its own session does.
+        for _ in 0..PER_PASS {
+            let now = app.clock.now();
+            let timeout = self.timeout_secs;
+            let claimed = app
+                .db
+                .write(WRITE_ORDER, move |conn| outbox::claim(conn, now, timeout))?;
+            let Some(row) = claimed else {
+                break;
+            };
+            // The send happens here, between two write transactions, with none open.
             self.send_one(app, row)?;
         }
         Ok(())

@@ -47,7 +47,9 @@ struct Owed {
 
 /// The `expiring` notification due for `license` at `now`, if any: once each of `days`
 /// before `exp` (only the nearest one passed, so a server that was off does not send three
-/// at once), and once after it.
+/// at once), and once after it. Returns the dedupe key (per milestone), whether it expired,
+/// and the days really left, rounded up (a server that was off past the 7-day milestone and
+/// starts 3 days before `exp` says 3, not 7).
 fn expiry_due(id: &str, exp: Option<i64>, days: &[u32], now: i64) -> Option<(String, bool, u32)> {
     let exp = exp?;
     if now >= exp {
@@ -59,7 +61,8 @@ fn expiry_due(id: &str, exp: Option<i64>, days: &[u32], now: i64) -> Option<(Str
         .copied()
         .filter(|d| i64::from(*d) * DAY_SECS >= left)
         .min()?;
-    Some((format!("expiring:{id}:{exp}:{day}d"), false, day))
+    let days_left = u32::try_from((left + DAY_SECS - 1) / DAY_SECS).unwrap_or(day);
+    Some((format!("expiring:{id}:{exp}:{day}d"), false, days_left))
 }
 
 fn rfc3339(at: i64) -> String {
@@ -77,7 +80,8 @@ fn owed(app: &App, conn: &mut DbConn, watch: &Watch, now: i64) -> Result<Vec<Owe
         .select(License::as_select())
         .load(conn)?;
     for license in &active {
-        let Some((key, expired, day)) = expiry_due(&license.id, license.expires_at, days, now)
+        let Some((key, expired, days_left)) =
+            expiry_due(&license.id, license.expires_at, days, now)
         else {
             continue;
         };
@@ -87,7 +91,7 @@ fn owed(app: &App, conn: &mut DbConn, watch: &Watch, now: i64) -> Result<Vec<Owe
             customer: &license.customer_name,
             license: &license.id,
             expired,
-            days: day,
+            days: days_left,
             expires: rfc3339(license.expires_at.unwrap_or_default()),
             url: &url,
         }
@@ -203,7 +207,11 @@ mod tests {
         let at = |n: i64| expiry_due("l", Some(exp), &days, exp - n);
         assert_eq!(at(40 * DAY_SECS), None);
         assert_eq!(at(30 * DAY_SECS).map(|d| d.2), Some(30));
-        assert_eq!(at(5 * DAY_SECS).map(|d| d.2), Some(7));
+        // Past the 7-day milestone with 5 days left: the 7-day email, saying 5.
+        let five = at(5 * DAY_SECS).unwrap();
+        assert!(five.0.ends_with(":7d"), "{}", five.0);
+        assert_eq!(five.2, 5);
+        assert_eq!(at(6 * DAY_SECS + 1).map(|d| d.2), Some(7));
         assert_eq!(at(3600).map(|d| d.2), Some(1));
         assert!(at(0).is_some_and(|d| d.1));
         assert_eq!(expiry_due("l", None, &days, exp), None);

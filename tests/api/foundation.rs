@@ -104,6 +104,24 @@ fn bad_config_exits_with_one_line_and_writes_nothing() {
             format!("{original}\n[notify]\nthreshold_percent = 150\n"),
             "notify.threshold_percent",
         ),
+        (
+            format!("{original}\n[notify]\ngive_up_after = \"10s\"\n"),
+            "notify.give_up_after: must be at least 1m",
+        ),
+        (
+            format!(
+                "{original}\n[notify]\noperators = [\"ops@site.example\", \"not a mailbox\"]\n"
+            ),
+            "notify.operators: 'not a mailbox' is not a valid mailbox",
+        ),
+        (
+            format!("{original}\n[notify]\nexpiring_days = [0]\n"),
+            "notify.expiring_days",
+        ),
+        (
+            format!("{original}\n[smtp]\nhost = \"127.0.0.1\"\nsecurity = \"bogus\"\n"),
+            "smtp.security",
+        ),
     ];
     for (config, expected) in cases {
         std::fs::write(&env.config, &config).unwrap();
@@ -125,6 +143,23 @@ fn bad_config_exits_with_one_line_and_writes_nothing() {
     assert!(err.contains("metrics.token_file"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
     assert!(!db_file.exists(), "nothing written for a bad metrics token");
+    // An SMTP password file or CA file that cannot be read stops `serve`, naming the key.
+    for (extra, expected) in [
+        (
+            "username = \"mailer\"\npassword_file = \"missing-pass\"\nsecurity = \"none\"",
+            "smtp.password_file",
+        ),
+        ("ca_file = \"missing-ca.pem\"", "smtp.ca_file"),
+    ] {
+        std::fs::write(
+            &env.config,
+            format!("{original}\n[smtp]\nhost = \"127.0.0.1\"\n{extra}\n"),
+        )
+        .unwrap();
+        let err = env.cli_err(&["serve"]);
+        assert!(err.contains(expected) && err.contains("missing-"), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    }
     // An unreadable key file (not a key at all).
     std::fs::write(&env.config, &original).unwrap();
     std::fs::write(env.path("server-key.pem"), "not a key").unwrap();

@@ -149,6 +149,12 @@ async fn bad_key_files(backend: Backend) {
             "seats: must be an integer ≥ 1",
         ),
         (
+            // Nothing from a key file may reach an email header (issue 10).
+            "CR/LF in customer.name".into(),
+            with(&|p| p["customer"]["name"] = json!("Acme\r\nBcc: evil@x.example")).into_bytes(),
+            "customer.name: must be at most",
+        ),
+        (
             "seats negative".into(),
             with(&|p| p["seats"] = json!(-3)).into_bytes(),
             "seats: must be an integer ≥ 1",

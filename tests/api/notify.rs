@@ -18,6 +18,18 @@ struct Relay {
 
 impl Relay {
     fn start(dir: &Path, port: u16, mode: &str, cert: Option<&TestCert>) -> Self {
+        Self::start_with(dir, port, mode, cert, &[])
+    }
+
+    /// Like [`Relay::start`], with more `smtp_sink.py` options (`--auth-user`,
+    /// `--reject-rcpt`, `--data-delay`…).
+    fn start_with(
+        dir: &Path,
+        port: u16,
+        mode: &str,
+        cert: Option<&TestCert>,
+        extra: &[&str],
+    ) -> Self {
         let python =
             std::env::var("SEATKEEP_TEST_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".into());
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/smtp_sink.py");
@@ -26,6 +38,7 @@ impl Relay {
             .arg(script)
             .args(["--port", &port.to_string(), "--dir", dir.to_str().unwrap()])
             .args(["--mode", mode])
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -220,7 +233,14 @@ async fn exhausted_once_per_episode(backend: Backend) {
     assert!(data.contains("Devices refused so far: 1."), "{data}");
     assert!(data.contains("/console/licenses/lic-mail"), "{data}");
     assert!(data.contains("multipart/alternative"), "{data}");
-    assert!(data.contains("Message-ID: <"), "{data}");
+    // Message-ID: the first 16 bytes of SHA-256 of the dedupe key, hex, at the From domain.
+    let dedupe_key = env.db.scalar_text(
+        "SELECT dedupe_key AS v FROM notifications WHERE kind = 'seats_exhausted' ORDER BY id LIMIT 1",
+    );
+    use sha2::Digest as _;
+    let digest = hex::encode(&sha2::Sha256::digest(dedupe_key.as_bytes())[..16]);
+    let message_id = format!("Message-ID: <{digest}@test.example>");
+    assert!(data.contains(&message_id), "{message_id} in {data}");
 
     // Seats freed and the license ran out again: a new episode, one more email.
     env.cli_ok(&["seats", "retire", &seats[0]]);
@@ -411,15 +431,24 @@ async fn threshold_expiry_and_escaping(backend: Backend) {
         threshold[0]["rcpt_tos"],
         serde_json::json!(["buyer@customer.example"])
     );
+    // The decoded parts: the HTML one escapes the user and customer names, the text one
+    // keeps them as they are.
+    let html = threshold[0]["html"].as_str().unwrap();
+    // askama writes numeric references.
     assert!(
-        !data.contains("<b>Ann</b>") || data.contains("text/plain"),
-        "{data}"
+        html.contains("&#60;b&#62;Ann&#60;/b&#62; &#38; &#34;Bob&#34;"),
+        "{html}"
     );
-    let html = data.split("text/html").nth(1).unwrap();
+    assert!(
+        html.contains("Acme &#60;script&#62;x&#60;/script&#62;"),
+        "{html}"
+    );
     assert!(
         !html.contains("<script>") && !html.contains("<b>Ann"),
         "{html}"
     );
+    let text = threshold[0]["text"].as_str().unwrap();
+    assert!(text.contains("<b>Ann</b> & \"Bob\""), "{text}");
     // Under it and back over: a new crossing, one more email.
     let (_, seat) = server.activate(&key, "th-0", "plain").await;
     env.cli_ok(&["seats", "retire", seat["seat"].as_str().unwrap()]);
@@ -427,10 +456,11 @@ async fn threshold_expiry_and_escaping(backend: Backend) {
     wait_for(&relay.dir, "WordSmith for Acme", 2).await;
     wait_recorded_sent(&env, &relay.dir).await;
     drop(server);
-    // Seven days before exp (a little less), then after it: once each.
+    // Six days before exp (a little less): the 7-day email, saying the 6 days really left;
+    // then after exp: once each.
     let now = seatkeep::clock::TimeSource::now(&seatkeep::clock::SystemTime);
     let mut server = env.serve_at_offset(exp - now - 6 * 86_400).await;
-    wait_for(&relay.dir, "Expires in 7 day(s)", 1).await;
+    wait_for(&relay.dir, "Expires in 6 day(s)", 1).await;
     wait_recorded_sent(&env, &relay.dir).await;
     server.kill();
     let _server = env.serve_at_offset(exp - now - 6 * 86_400 + 60).await;
@@ -439,7 +469,7 @@ async fn threshold_expiry_and_escaping(backend: Backend) {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let all = relay.messages();
     assert_eq!(
-        with_subject(&all, "Expires in 7 day(s)").len(),
+        with_subject(&all, "Expires in 6 day(s)").len(),
         1,
         "{all:?}"
     );
@@ -602,6 +632,18 @@ async fn give_up_then_retry(backend: Backend) {
             .contains("connection refused"),
         "{row}"
     );
+    let scrape = later.metrics().await;
+    // The threshold row, as old, may have been given up on in the same pass.
+    assert!(
+        metric(&scrape, "seatkeep_notifications_failed_total") >= 1,
+        "{scrape}"
+    );
+    assert_eq!(metric(&scrape, "seatkeep_notifications_sent_total"), 0);
+    let failed_attempts = scrape
+        .lines()
+        .find_map(|l| l.strip_prefix("seatkeep_emails_total{result=\"failed\"} "))
+        .and_then(|v| v.parse::<i64>().ok());
+    assert!(failed_attempts.is_some_and(|n| n >= 1), "{scrape}");
     later.kill();
     let relay = Relay::start(dir.path(), port, "plain", None);
     let id = row["id"].to_string();
@@ -613,3 +655,234 @@ async fn give_up_then_retry(backend: Backend) {
     assert_eq!(with_subject(&relay.messages(), "Out of seats").len(), 1);
 }
 both_backends!(notify_give_up_then_retry, give_up_then_retry);
+
+/// Waits (bounded) until `path` exists.
+async fn wait_file(path: &Path) {
+    for _ in 0..300 {
+        if path.exists() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{} never appeared", path.display());
+}
+
+/// The value of an unlabelled metric line `name value` in a scrape.
+fn metric(scrape: &str, name: &str) -> i64 {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {scrape}"))
+}
+
+/// `security = "tls"` (implicit TLS, port 465 style) with the test CA from
+/// `SEATKEEP__SMTP__CA_FILE`: both emails arrive over TLS; the metrics count them.
+async fn implicit_tls(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cert = test_cert(dir.path());
+    let relay = Relay::start(&dir.path().join("tls"), port, "tls", Some(&cert));
+    let env = TestEnv::with_config(backend, &smtp_toml(port, "tls", ""));
+    let key = import_with_admins(&env, "lic-465", 1);
+    let ca = cert.ca.to_str().unwrap().to_owned();
+    let server = TestServer::start(&env.config, &[("SEATKEEP__SMTP__CA_FILE", &ca)]).await;
+    fill_and_refuse(&server, &key, "i", 1, 1).await;
+    // Every message has a Subject: "" waits for any two.
+    let all = wait_for(&relay.dir, "", 2).await;
+    assert_eq!(all.len(), 2, "threshold and seats_exhausted: {all:?}");
+    for message in &all {
+        assert_eq!(message["tls"], true, "{message}");
+        assert_each_admin_once(message);
+    }
+    wait_recorded_sent(&env, &relay.dir).await;
+    let scrape = server.metrics().await;
+    assert_eq!(metric(&scrape, "seatkeep_notifications_queued_total"), 2);
+    assert_eq!(metric(&scrape, "seatkeep_notifications_sent_total"), 2);
+    assert_eq!(metric(&scrape, "seatkeep_notifications_failed_total"), 0);
+    assert_eq!(
+        metric(&scrape, "seatkeep_notifications_oldest_pending_seconds"),
+        0
+    );
+    assert!(
+        scrape.contains("seatkeep_emails_total{result=\"sent\"} 2"),
+        "{scrape}"
+    );
+}
+both_backends!(notify_implicit_tls, implicit_tls);
+
+/// `seatkeep notify test` with the environment `extra` on top of the config.
+fn notify_test_with(env: &TestEnv, extra: &[(&str, &str)]) -> std::process::Output {
+    let mut command = Command::new(crate::helpers::BIN);
+    command
+        .args(["--config", env.config.to_str().unwrap()])
+        .args(["notify", "test", "--to", "ops@site.example"])
+        .env_remove("RUST_LOG");
+    for (k, v) in extra {
+        command.env(k, v);
+    }
+    command.output().unwrap()
+}
+
+fn all_output(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// SMTP AUTH with `smtp.username` and `password_file`, then `SEATKEEP__SMTP__PASSWORD`
+/// (a number: taken as the string it is, never echoed); a wrong password, a relay with no
+/// mechanism in common, a relay without STARTTLS and an untrusted certificate each fail with
+/// their own words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_test_command_auth_and_tls_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let env = TestEnv::with_config(
+        Backend::Sqlite,
+        &smtp_toml(
+            port,
+            "none",
+            "username = \"mailer\"\npassword_file = \"smtp-pass\"",
+        ),
+    );
+    std::fs::write(env.path("smtp-pass"), "file-secret-1\n").unwrap();
+    let auth = |password: &str| {
+        [
+            "--auth-user".to_owned(),
+            "mailer".to_owned(),
+            "--auth-password".to_owned(),
+            password.to_owned(),
+        ]
+    };
+    let args = auth("file-secret-1");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let relay = Relay::start_with(&dir.path().join("a"), port, "plain", None, &args);
+    let out = notify_test_with(&env, &[]);
+    assert!(out.status.success(), "{}", all_output(&out));
+    let all = wait_for(&relay.dir, "Seatkeep test email", 1).await;
+    assert_eq!(all[0]["auth_user"], "mailer");
+    // The wrong password in the file.
+    std::fs::write(env.path("smtp-pass"), "wrong\n").unwrap();
+    let out = notify_test_with(&env, &[]);
+    assert!(!out.status.success());
+    let text = all_output(&out);
+    assert!(text.contains("authentication failed"), "{text}");
+    assert_eq!(text.trim().lines().count(), 1, "one line: {text}");
+    drop(relay);
+
+    // The password from the environment, all digits (TOML would read it as a number).
+    let args = auth("123456");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let relay = Relay::start_with(&dir.path().join("b"), port, "plain", None, &args);
+    let from_env = |password: &'static str| {
+        [
+            ("SEATKEEP__SMTP__PASSWORD_FILE", ""),
+            ("SEATKEEP__SMTP__PASSWORD", password),
+        ]
+    };
+    let out = notify_test_with(&env, &from_env("123456"));
+    let text = all_output(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(!text.contains("123456"), "{text}");
+    wait_for(&relay.dir, "Seatkeep test email", 1).await;
+    let out = notify_test_with(&env, &from_env("987654"));
+    let text = all_output(&out);
+    assert!(!out.status.success());
+    assert!(text.contains("authentication failed"), "{text}");
+    assert!(!text.contains("987654"), "{text}");
+    drop(relay);
+
+    // A relay that offers neither PLAIN nor LOGIN.
+    let mut args = auth("123456").to_vec();
+    args.extend(["--auth-exclude", "PLAIN", "--auth-exclude", "LOGIN"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let relay = Relay::start_with(&dir.path().join("c"), port, "plain", None, &args);
+    let text = all_output(&notify_test_with(&env, &from_env("123456")));
+    assert!(
+        text.contains("no authentication mechanism in common"),
+        "{text}"
+    );
+    assert!(relay.messages().is_empty());
+    drop(relay);
+
+    // starttls: a relay without STARTTLS, then one whose certificate is not trusted.
+    let starttls = [("SEATKEEP__SMTP__SECURITY", "starttls")];
+    let relay = Relay::start(&dir.path().join("d"), port, "plain", None);
+    let text = all_output(&notify_test_with(&env, &starttls));
+    assert!(
+        text.contains("does not offer STARTTLS (nothing sent in clear)"),
+        "{text}"
+    );
+    drop(relay);
+    let cert = test_cert(dir.path());
+    let relay = Relay::start(&dir.path().join("e"), port, "starttls", Some(&cert));
+    let text = all_output(&notify_test_with(&env, &starttls));
+    assert!(text.contains("certificate not trusted"), "{text}");
+    assert_eq!(text.trim().lines().count(), 1, "one line: {text}");
+    assert!(relay.messages().is_empty());
+}
+
+/// A relay that rejects one admin's `RCPT TO` quotes the address; what is stored and logged
+/// shows it masked, and no admin's address appears in the server's log.
+async fn rejected_recipient_masked(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _relay = Relay::start_with(
+        dir.path(),
+        port,
+        "plain",
+        None,
+        &["--reject-rcpt", ADMINS[1]],
+    );
+    let env = TestEnv::with_config(backend, &smtp_toml(port, "none", ""));
+    let key = import_with_admins(&env, "lic-rcpt", 1);
+    let server = env.serve().await;
+    fill_and_refuse(&server, &key, "r", 1, 1).await;
+    let reason = wait_pending_reason(&env, "seats_exhausted").await;
+    assert!(reason.contains("c***@customer.example"), "{reason}");
+    assert!(!reason.contains(ADMINS[1]), "{reason}");
+    let mut log = String::new();
+    for _ in 0..100 {
+        log = std::fs::read_to_string(&server.log).unwrap_or_default();
+        if log.matches("will retry").count() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(log.contains("c***@customer.example"), "{log}");
+    // No notify.operators: the server says at start that trouble emails nobody.
+    assert!(log.contains("notify.operators is empty"), "{log}");
+    for admin in ADMINS {
+        assert!(!log.contains(admin), "{admin} in the log:\n{log}");
+    }
+}
+both_backends!(
+    notify_rejected_recipient_masked_in_logs,
+    rejected_recipient_masked
+);
+
+/// SIGTERM while the relay is still taking an email: `serve` waits for it; the email
+/// arrives, its row is sent, and the exit is clean.
+async fn shutdown_waits_for_email_in_flight(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let relay = Relay::start_with(dir.path(), port, "plain", None, &["--data-delay", "2"]);
+    let env = TestEnv::with_config(backend, &smtp_toml(port, "none", ""));
+    let key = import_with_admins(&env, "lic-term", 1);
+    let mut server = env.serve().await;
+    // 1 of 1 seats: the threshold email, the only one.
+    assert_eq!(server.activate(&key, "dev-0", "Ada").await.0, 201);
+    wait_file(&dir.path().join("receiving")).await;
+    assert!(relay.messages().is_empty(), "still in DATA");
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(relay.messages().len(), 1);
+    assert_eq!(env.db.count("notifications", "state = 'sent'"), 1);
+    assert_eq!(env.db.count("notifications", ""), 1);
+}
+both_backends!(
+    notify_shutdown_waits_for_email_in_flight,
+    shutdown_waits_for_email_in_flight
+);

@@ -8,7 +8,7 @@ use crate::admins::Role;
 use crate::app::App;
 use crate::console::view::{self, Layout};
 use crate::console::{ConsoleError, blocking, guard};
-use crate::notify::outbox::{self, Filter};
+use crate::notify::outbox::{self, Filter, NotificationState};
 
 /// Rows shown.
 const LIMIT: i64 = 200;
@@ -51,8 +51,8 @@ pub async fn show(
     let session = guard::viewer(&req, &app, Role::Viewer).await?;
     let filter = match params.state.as_str() {
         "" => Filter::All,
-        "pending" => Filter::Pending,
-        "failed" => Filter::Failed,
+        s if s == NotificationState::Pending.as_str() => Filter::Pending,
+        s if s == NotificationState::Failed.as_str() => Filter::Failed,
         _ => return Err(ConsoleError::BadRequest("state: pending or failed".into())),
     };
     let state = app.into_inner();
@@ -60,20 +60,20 @@ pub async fn show(
     let rows = listed
         .into_iter()
         .map(|r| Row {
-            when: if r.state == "sent" {
+            when: if r.state == NotificationState::Sent {
                 format!("sent {}", view::time_or(r.sent_at, "-"))
             } else {
                 format!("next try {}", view::time(r.next_attempt_at))
             },
-            retryable: r.state != "sent",
+            retryable: r.state != NotificationState::Sent,
             error: r
                 .last_error
-                .filter(|_| r.state != "sent")
+                .filter(|_| r.state != NotificationState::Sent)
                 .unwrap_or_default(),
             id: r.id,
             kind: r.kind,
             license: r.license_id.unwrap_or_default(),
-            state: r.state,
+            state: r.state.as_str().to_owned(),
             attempts: r.attempts,
             subject: r.subject,
         })
