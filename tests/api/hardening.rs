@@ -291,3 +291,78 @@ async fn malformed_request_flood_logs_one_warning_per_address() {
     let (status, _) = server.get("/healthz").await;
     assert_eq!(status, 200);
 }
+
+/// `/metrics` behind a TLS proxy on the same host: every client is a loopback peer, so a
+/// forwarded request, or any request from a trusted proxy, needs the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_through_a_same_host_proxy_need_the_token() {
+    const TOKEN: &str = "metrics-token-0123456789abcdef";
+    let env = TestEnv::with_config(
+        Backend::Sqlite,
+        "[metrics]\ntoken_file = \"metrics.token\"\n",
+    );
+    std::fs::write(env.path("metrics.token"), format!("{TOKEN}\n")).unwrap();
+    env.import_license("LIC-METRICS", 3);
+    let get = |server: &TestServer, headers: &[(&str, &str)]| {
+        let mut request = server.http.get(format!("{}/metrics", server.url));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        async move {
+            let response = request.send().await.expect("metrics request");
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap_or_default())
+        }
+    };
+    let bearer = format!("Bearer {TOKEN}");
+
+    // No trusted proxy: a direct loopback client reads them, a forwarded one does not.
+    let server = env.serve().await;
+    let (status, body) = get(&server, &[]).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("seatkeep_seats{"), "{body}");
+    for header in [
+        ("X-Forwarded-For", "203.0.113.7"),
+        ("X-Forwarded-For", "127.0.0.1"),
+        ("Forwarded", "for=203.0.113.7;proto=https"),
+        ("X-Real-IP", "203.0.113.7"),
+    ] {
+        let (status, body) = get(&server, &[header]).await;
+        assert_eq!(status, 403, "{header:?}");
+        assert!(!body.contains("seatkeep_seats{"), "{header:?}: {body}");
+        let (status, _) = get(&server, &[header, ("Authorization", &bearer)]).await;
+        assert_eq!(status, 200, "{header:?} with the token");
+    }
+    drop(server);
+
+    // The proxy on this host is trusted: whatever it forwards, or when it adds no header,
+    // loopback is not enough.
+    let proxy = [("SEATKEEP__SERVER__TRUSTED_PROXIES", "[\"127.0.0.1/32\"]")];
+    let server = TestServer::start(&env.config, &proxy).await;
+    for headers in [
+        &[][..],
+        &[("X-Forwarded-For", "203.0.113.7")][..],
+        &[("X-Forwarded-For", "127.0.0.1")][..],
+    ] {
+        let (status, body) = get(&server, headers).await;
+        assert_eq!(status, 403, "{headers:?}");
+        assert!(!body.contains("seatkeep_seats{"), "{headers:?}: {body}");
+    }
+    let (status, body) = get(
+        &server,
+        &[
+            ("X-Forwarded-For", "203.0.113.7"),
+            ("Authorization", &bearer),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(body.contains("seatkeep_seats{"), "{body}");
+    // Another loopback address, not the proxy's: a direct client.
+    let direct = client_from(OTHER)
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(direct.status(), 200);
+}
