@@ -93,6 +93,7 @@ async fn serve_with_limits(env: &TestEnv, per_client: &str) -> TestServer {
         &[
             ("SEATKEEP__SERVER__BODY_TIMEOUT", &timeout),
             ("SEATKEEP__SERVER__MAX_REQUESTS_PER_CLIENT", per_client),
+            ("SEATKEEP__SERVER__MAX_CONNECTIONS_PER_CLIENT", "100000"),
         ],
     )
     .await
@@ -365,4 +366,69 @@ async fn metrics_through_a_same_host_proxy_need_the_token() {
         .await
         .unwrap();
     assert_eq!(direct.status(), 200);
+}
+
+/// Idle connections (no request head at all) are counted per address: one address holding
+/// `max_connections_per_client` of them does not keep another address out, and its next
+/// connection is closed at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idle_connections_are_capped_per_address() {
+    const CAP: usize = 30;
+    let env = TestEnv::new(Backend::Sqlite);
+    let cap = CAP.to_string();
+    let server = TestServer::start(
+        &env.config,
+        &[("SEATKEEP__SERVER__MAX_CONNECTIONS_PER_CLIENT", &cap)],
+    )
+    .await;
+    let to = addr(&server);
+    // The test client's own keep-alive connection from start-up is gone after 5 s idle at
+    // most; open the idle ones from an address it does not use.
+    let attacker = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
+    let connect = |from: IpAddr| async move {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(from, 0)).unwrap();
+        socket.connect(to).await.expect("connect")
+    };
+    let mut idle = Vec::new();
+    for _ in 0..CAP {
+        idle.push(connect(attacker).await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The held ones are still open.
+    for stream in &idle {
+        let mut buf = [0u8; 1];
+        assert!(
+            matches!(stream.try_read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "an idle connection within the cap is open"
+        );
+    }
+    // Another address is served.
+    let health = client_from(OTHER)
+        .get(format!("{}/healthz", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    // The attacker's next connection is closed at once, unanswered, even with a request.
+    let started = Instant::now();
+    let mut excess = connect(attacker).await;
+    let _ = excess
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await;
+    let answer = read_until_closed(excess, Duration::from_secs(2))
+        .await
+        .expect("the connection over the cap is closed at once");
+    assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // Once the idle ones are gone (closed by the client here), the address is served again.
+    drop(idle);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let health = client_from(attacker)
+        .get(format!("{}/healthz", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    assert!(!server_log(&server).contains("ERROR"), "no ERROR line");
 }
