@@ -455,3 +455,71 @@ both_backends!(
     bad_device_key_inputs_get_clear_errors,
     bad_device_key_inputs
 );
+
+/// `seatkeep device activate` whose answer is lost (the proxy cuts the connection after the
+/// request reached the server): the seat exists with the device's key, so the client must
+/// have kept that key; the same command again is answered 200 with the same seat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_activation_answer_keeps_the_device_key() {
+    use std::sync::atomic::Ordering;
+    let env = TestEnv::new(Backend::Sqlite);
+    let key_file = env.import_license("LIC-LOST", 2);
+    let key_path = env.write("site.seatkey", &key_file);
+    let server = env.serve().await;
+    let port: u16 = server.url.rsplit(':').next().unwrap().parse().unwrap();
+    let proxy = crate::chaos_proxy::ChaosProxy::start(port);
+    let out_file = env.path("dev-lost.json");
+    let via_proxy = format!("http://127.0.0.1:{}", proxy.port);
+    let activate = {
+        let (via_proxy, key_path, out_file) =
+            (via_proxy.clone(), key_path.clone(), out_file.clone());
+        move || {
+            crate::helpers::run(&[
+                "device",
+                "activate",
+                "--server",
+                &via_proxy,
+                "--key-file",
+                key_path.to_str().unwrap(),
+                "--device-id",
+                "dev-lost",
+                "--user",
+                "Ada",
+                "--out",
+                out_file.to_str().unwrap(),
+            ])
+        }
+    };
+    let secret = |path: &std::path::Path| -> String {
+        let saved: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        saved["device_secret_key"].as_str().unwrap().to_owned()
+    };
+    proxy.answers.store(false, Ordering::SeqCst);
+    let lost = tokio::task::spawn_blocking(activate.clone()).await.unwrap();
+    assert!(
+        !lost.status.success(),
+        "the answer was lost: {}",
+        String::from_utf8_lossy(&lost.stdout)
+    );
+    assert_eq!(
+        env.db.count("seats", "state = 'active'"),
+        1,
+        "the request reached the server"
+    );
+    let kept = secret(&out_file);
+
+    proxy.answers.store(true, Ordering::SeqCst);
+    let again = tokio::task::spawn_blocking(activate.clone()).await.unwrap();
+    assert!(
+        again.status.success(),
+        "the retry takes up the seat: {}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(secret(&out_file), kept, "the same device key");
+    let saved: Value = serde_json::from_slice(&std::fs::read(&out_file).unwrap()).unwrap();
+    assert!(
+        saved["seat"].as_str().is_some_and(|s| s.starts_with("st_")),
+        "{saved}"
+    );
+    assert_eq!(env.db.count("seats", ""), 1, "no second seat");
+}
