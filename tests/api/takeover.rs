@@ -523,3 +523,97 @@ async fn a_lost_activation_answer_keeps_the_device_key() {
     );
     assert_eq!(env.db.count("seats", ""), 1, "no second seat");
 }
+
+/// Anyone who knows a seat id can send bad proofs: they must not lock the real device out.
+/// After ten bad proofs (over the lockout's five) a good one still reissues and returns,
+/// and nothing is stored for the bad ones; a seat without a key still locks on bad tokens.
+async fn bad_proofs_lock_nobody_out(backend: Backend) {
+    let env = TestEnv::new(backend);
+    let key_file = env.import_license("LIC-NOLOCK", 2);
+    let server = env.serve().await;
+    let key = device_key(11);
+    let (status, first) = activate_with_key(&server, &key_file, "dev-k", "Ada", &key).await;
+    assert_eq!(status, 201, "{first}");
+    let seat = first["seat"].as_str().unwrap().to_owned();
+    let aud = server_id(&env);
+    let attacker = device_key(12);
+    let sign = |key: &SigningKey, action, user_name, jti: &str| {
+        Proof {
+            key,
+            device: "dev-k",
+            aud: &aud,
+            seat: &seat,
+            action,
+            user_name,
+            jti,
+            iat: now(),
+        }
+        .sign()
+    };
+    let reissue_path = format!("/api/v1/activations/{seat}/reissue");
+    let return_path = format!("/api/v1/activations/{seat}/return");
+    for i in 0..10 {
+        let forged = sign(
+            &attacker,
+            ProofAction::Reissue,
+            Some("Eve"),
+            &format!("forged-proof-{i:05}"),
+        );
+        let (status, body) = server
+            .post(&reissue_path, &json!({"proof": forged, "user_name": "Eve"}))
+            .await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (401, Some("invalid_device_proof")),
+            "bad proof {i}: {body}"
+        );
+        let (status, _) = server
+            .post(&return_path, &json!({"return_token": "guess"}))
+            .await;
+        assert_eq!(status, 401, "a token for a seat with a key {i}");
+    }
+    assert_eq!(env.db.count("auth_failures", ""), 0, "no row per bad proof");
+    let good = sign(
+        &key,
+        ProofAction::Reissue,
+        Some("Grace"),
+        "real-device-00001",
+    );
+    let (status, body) = server
+        .post(&reissue_path, &json!({"proof": good, "user_name": "Grace"}))
+        .await;
+    assert_eq!(status, 200, "the real device reissues: {body}");
+    let good = sign(&key, ProofAction::Return, None, "real-device-00002");
+    let (status, body) = server.post(&return_path, &json!({"proof": good})).await;
+    assert_eq!(
+        (status, body["state"].as_str()),
+        (200, Some("returned")),
+        "the real device returns: {body}"
+    );
+
+    // The token path keeps its lockout.
+    let (status, other) = server.activate(&key_file, "dev-t", "Bob").await;
+    assert_eq!(status, 201, "{other}");
+    let token_path = format!(
+        "/api/v1/activations/{}/return",
+        other["seat"].as_str().unwrap()
+    );
+    for _ in 0..5 {
+        let (status, _) = server
+            .post(&token_path, &json!({"return_token": "not-the-token"}))
+            .await;
+        assert_eq!(status, 401);
+    }
+    let (status, body) = server
+        .post(&token_path, &json!({"return_token": other["return_token"]}))
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (429, Some("rate_limited")),
+        "{body}"
+    );
+}
+both_backends!(
+    bad_device_proofs_never_lock_out_the_device,
+    bad_proofs_lock_nobody_out
+);
