@@ -1,6 +1,7 @@
-//! The lockout of guessed seat credentials: after [`MAX_FAILURES`] wrong return tokens or
-//! device proofs for a seat within an hour, every reissue and return of it answers 429
-//! `rate_limited` — even with the right token — until the oldest failure is an hour old.
+//! The lockout of guessed seat credentials: after [`MAX_FAILURES`] wrong return tokens (or
+//! proofs sent for a seat that has no key) within an hour, every reissue and return of it
+//! answers 429 `rate_limited` — even with the right token — until the oldest failure is an
+//! hour old.
 //! Failures are rows in the database, so the lockout holds across instances and restarts.
 //!
 //! Only seats without a device key (the return-token path) are locked: a token is a secret
