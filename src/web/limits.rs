@@ -342,14 +342,16 @@ impl MessageBody for Unread {
     }
 }
 
-/// Raises the soft descriptor limit to the hard one and logs both; warns when
-/// `max_connections` leaves too little room for the database, logs and the listen socket.
-pub fn raise_fd_limit(max_connections: usize) {
+/// Raises the soft descriptor limit to the hard one and logs both, and returns the
+/// `max_connections` to use: the setting, clamped to three quarters of the (raised) soft
+/// limit so that pool connections, files and accept churn always find a descriptor. A
+/// clamp is logged at WARN with both figures.
+pub fn raise_fd_limit(max_connections: usize) -> usize {
     let (soft, hard) = match rlimit::Resource::NOFILE.get() {
         Ok(limits) => limits,
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the open-file limit");
-            return;
+            return max_connections;
         }
     };
     let raised = if soft < hard {
@@ -363,27 +365,44 @@ pub fn raise_fd_limit(max_connections: usize) {
     } else {
         soft
     };
+    let allowed = clamp_connections(max_connections, raised);
     tracing::info!(
         soft_was = soft,
         soft = raised,
         hard,
-        max_connections,
+        max_connections = allowed,
         "open-file limit"
     );
-    let max = u64::try_from(max_connections).unwrap_or(u64::MAX);
-    // A quarter of the limit stays free for pool connections, files and accept churn.
-    if max > raised / 4 * 3 {
+    if allowed < max_connections {
         tracing::warn!(
-            max_connections,
+            configured = max_connections,
+            max_connections = allowed,
             limit = raised,
-            "server.max_connections is close to the open-file limit: lower it or raise the limit (LimitNOFILE=)"
+            "server.max_connections is over three quarters of the open-file limit: serving at most {allowed} connections (raise LimitNOFILE= or lower the setting)"
         );
     }
+    allowed
+}
+
+/// `max_connections`, at most three quarters of the descriptor limit `fd_limit` (at least 1).
+fn clamp_connections(max_connections: usize, fd_limit: u64) -> usize {
+    let room = usize::try_from(fd_limit / 4 * 3)
+        .unwrap_or(usize::MAX)
+        .max(1);
+    max_connections.min(room)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn max_connections_is_clamped_to_three_quarters_of_the_limit() {
+        assert_eq!(clamp_connections(4096, 1024), 768);
+        assert_eq!(clamp_connections(4096, 1_048_576), 4096);
+        assert_eq!(clamp_connections(700, 1024), 700);
+        assert_eq!(clamp_connections(10, 0), 1);
+    }
 
     #[test]
     fn connections_are_grouped_by_v4_address_and_v6_slash_64() {

@@ -130,9 +130,9 @@ pub async fn serve(app: Arc<App>, startup: Startup) -> Result<(), ServeError> {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
     };
-    limits::raise_fd_limit(server_config.max_connections);
+    let max_connections = limits::raise_fd_limit(server_config.max_connections);
     // actix counts connections per worker; the setting is for the whole process.
-    let per_worker = (server_config.max_connections / workers).max(1);
+    let per_worker = (max_connections / workers).max(1);
     let limits = web::Data::new(limits::Limits::new(
         body_timeout,
         server_config.max_requests_per_client,

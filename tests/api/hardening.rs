@@ -432,3 +432,56 @@ async fn idle_connections_are_capped_per_address() {
     assert_eq!(health.status(), 200);
     assert!(!server_log(&server).contains("ERROR"), "no ERROR line");
 }
+
+/// Under a descriptor limit of 256, `max_connections = 4096` cannot be kept: the server
+/// serves at most three quarters of the limit (192) and says so at WARN.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_connections_is_clamped_to_the_descriptor_limit() {
+    use std::io::BufRead as _;
+    let env = TestEnv::new(Backend::Sqlite);
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n 256 && exec \"$0\" --config \"$1\" serve")
+        .arg(crate::helpers::BIN)
+        .arg(&env.config)
+        .env_remove("RUST_LOG")
+        .env("SEATKEEP__SERVER__MAX_CONNECTIONS", "4096")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn serve under ulimit -n 256");
+    let stderr = child.stderr.take().expect("stderr");
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut seen = Vec::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let listening = line.contains("listening");
+            seen.push(line);
+            if listening {
+                break;
+            }
+        }
+        seen
+    });
+    let lines = tokio::time::timeout(Duration::from_secs(30), lines)
+        .await
+        .expect("serve starts")
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = lines.join("\n");
+    let limit = lines
+        .iter()
+        .find(|l| l.contains("open-file limit") && l.contains("INFO"))
+        .unwrap_or_else(|| panic!("no open-file limit line in:\n{log}"));
+    assert!(limit.contains("soft=256"), "{limit}");
+    assert!(limit.contains("max_connections=192"), "{limit}");
+    let warn = lines
+        .iter()
+        .find(|l| l.contains("WARN") && l.contains("server.max_connections"))
+        .unwrap_or_else(|| panic!("no WARN about the clamp in:\n{log}"));
+    assert!(warn.contains("configured=4096"), "{warn}");
+    assert!(warn.contains("serving at most 192 connections"), "{warn}");
+}
