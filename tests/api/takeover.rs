@@ -229,6 +229,19 @@ async fn proofs(backend: Backend) {
         (401, Some("invalid_device_proof")),
         "{body}"
     );
+    // A proof dated in the future past the window is refused as well (iat either way).
+    let future = proof(
+        ProofAction::Reissue,
+        Some("Grace"),
+        "future-proof-0001",
+        now() + 6 * 60,
+    );
+    let (status, body) = server.post(&path, &reissue(future, "Grace")).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("invalid_device_proof")),
+        "a proof from the future: {body}"
+    );
     let wrong_name = proof(
         ProofAction::Reissue,
         Some("Eve"),
@@ -366,6 +379,22 @@ async fn impossible_seat_ids(backend: Backend) {
                 "{action} {seat}"
             );
         }
+        // A metered packet request (DESIGN §10.3) names the seat in its path too.
+        let response = server
+            .http
+            .post(format!("{}/api/v1/activations/{seat}/packets", server.url))
+            .header("Content-Type", "application/jose")
+            .body("eyJhbGciOiJFZERTQSJ9.e30.AAAA")
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (404, Some("unknown_seat")),
+            "packets {seat}: {body}"
+        );
     }
     let log = std::fs::read_to_string(&server.log).unwrap();
     assert!(!log.contains("ERROR"), "{log}");
