@@ -43,6 +43,17 @@ fn client_from(ip: IpAddr) -> reqwest::Client {
         .unwrap()
 }
 
+/// The status of a GET of `url` from `ip`.
+async fn status_from(ip: IpAddr, url: String) -> u16 {
+    client_from(ip)
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 /// A POST whose body never completes: a Content-Length it does not send, or a chunked body
 /// that never ends.
 async fn stall(to: SocketAddr, from: Option<IpAddr>, chunked: bool) -> TcpStream {
@@ -360,12 +371,10 @@ async fn metrics_through_a_same_host_proxy_need_the_token() {
     assert_eq!(status, 200);
     assert!(body.contains("seatkeep_seats{"), "{body}");
     // Another loopback address, not the proxy's: a direct client.
-    let direct = client_from(OTHER)
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(direct.status(), 200);
+    assert_eq!(
+        status_from(OTHER, format!("{}/metrics", server.url)).await,
+        200
+    );
 }
 
 /// Idle connections (no request head at all) are counted per address: one address holding
@@ -404,12 +413,10 @@ async fn idle_connections_are_capped_per_address() {
         );
     }
     // Another address is served.
-    let health = client_from(OTHER)
-        .get(format!("{}/healthz", server.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(health.status(), 200);
+    assert_eq!(
+        status_from(OTHER, format!("{}/healthz", server.url)).await,
+        200
+    );
     // The attacker's next connection is closed at once, unanswered, even with a request.
     let started = Instant::now();
     let mut excess = connect(attacker).await;
@@ -424,12 +431,10 @@ async fn idle_connections_are_capped_per_address() {
     // Once the idle ones are gone (closed by the client here), the address is served again.
     drop(idle);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let health = client_from(attacker)
-        .get(format!("{}/healthz", server.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(health.status(), 200);
+    assert_eq!(
+        status_from(attacker, format!("{}/healthz", server.url)).await,
+        200
+    );
     assert!(!server_log(&server).contains("ERROR"), "no ERROR line");
 }
 
