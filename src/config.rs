@@ -118,6 +118,9 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Requests one client address may have in progress at once; more get 429.
     pub max_requests_per_client: usize,
+    /// Connections one client address (IPv6: one /64) may have open at once; more are
+    /// closed at once.
+    pub max_connections_per_client: usize,
     /// Device API requests per second per client address (token bucket); 0 = off.
     pub rate_limit_per_second: u32,
     /// Requests a client address may send at once before the rate applies.
@@ -329,6 +332,10 @@ impl Config {
         }
         for (key, value) in [
             ("server.max_connections", self.server.max_connections),
+            (
+                "server.max_connections_per_client",
+                self.server.max_connections_per_client,
+            ),
             (
                 "server.max_requests_per_client",
                 self.server.max_requests_per_client,

@@ -152,6 +152,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(|| async { view::redirect("/console") }))
         .service(
             web::scope("/console")
+                .wrap(actix_web::middleware::from_fn(pages::refuse_control_in_url))
                 .wrap(assets::security_headers())
                 .configure(pages::configure)
                 .default_service(web::to(|| async {

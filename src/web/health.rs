@@ -1,13 +1,26 @@
 //! Liveness (`/healthz`), readiness (`/readyz`) and Prometheus metrics (`/metrics`).
 //! Metrics name every license and its seat counts, so they answer loopback clients only,
 //! or anyone presenting the bearer token of `metrics.token_file`.
+//!
+//! "Loopback" means a client on this host talking to the server directly. A reverse proxy
+//! on the same host makes every client a loopback peer, so without the token a request is
+//! refused when it carries a forwarding header (`Forwarded`, `X-Forwarded-For`,
+//! `X-Real-IP`: whoever set it, the request is on someone else's behalf, and a header from a
+//! peer outside `server.trusted_proxies` cannot be told from a forged one), and when its
+//! peer is one of `server.trusted_proxies` (a proxy forwards others even when it adds no
+//! header). What is left is the client address the rate limit uses
+//! ([`super::rate::request_client_ip`]), which must be loopback.
 
 use actix_web::http::header::AUTHORIZATION;
 use actix_web::{HttpRequest, HttpResponse, web};
 use subtle::ConstantTimeEq;
 
 use super::errors::ApiError;
+use super::rate::{RateLimiter, request_client_ip};
 use crate::app::App;
+
+/// Headers that say a request is forwarded on someone else's behalf.
+const FORWARDING_HEADERS: [&str; 3] = ["forwarded", "x-forwarded-for", "x-real-ip"];
 
 /// Who may read `/metrics`.
 #[derive(Clone)]
@@ -30,9 +43,30 @@ impl MetricsAccess {
     }
 
     fn allows(&self, req: &HttpRequest) -> bool {
-        if req.peer_addr().is_some_and(|a| a.ip().is_loopback()) {
-            return true;
+        self.direct_loopback(req) || self.has_token(req)
+    }
+
+    /// A client on this host, not forwarded by a proxy.
+    fn direct_loopback(&self, req: &HttpRequest) -> bool {
+        let Some(peer) = req.peer_addr().map(|a| a.ip()) else {
+            return false;
+        };
+        if FORWARDING_HEADERS
+            .iter()
+            .any(|h| req.headers().contains_key(*h))
+        {
+            return false;
         }
+        let trusted = req
+            .app_data::<web::Data<RateLimiter>>()
+            .map_or(&[][..], |limiter| limiter.trusted());
+        if trusted.iter().any(|c| c.contains(peer)) {
+            return false;
+        }
+        request_client_ip(req).is_some_and(|ip| ip.is_loopback())
+    }
+
+    fn has_token(&self, req: &HttpRequest) -> bool {
         let Some(expected) = &self.token else {
             return false;
         };
@@ -75,7 +109,7 @@ async fn get_metrics(
 ) -> Result<HttpResponse, ApiError> {
     if !access.allows(&req) {
         return Err(ApiError::Forbidden(
-            "metrics are served to loopback clients, or with the bearer token of metrics.token_file",
+            "metrics are served to clients on this host that are not forwarded by a proxy, or with the bearer token of metrics.token_file",
         ));
     }
     let app = app.into_inner();
@@ -107,5 +141,28 @@ mod tests {
         let right =
             from("10.1.2.3").insert_header((AUTHORIZATION, "Bearer s3cret-token-0123456789"));
         assert!(guarded.allows(&right.to_http_request()));
+    }
+
+    #[test]
+    fn forwarded_loopback_requests_need_the_token() {
+        let guarded = MetricsAccess::new(Some("s3cret-token-0123456789".into()));
+        for header in FORWARDING_HEADERS {
+            let req = from("127.0.0.1").insert_header((header, "127.0.0.1"));
+            assert!(!guarded.allows(&req.to_http_request()), "{header}");
+            let req = from("127.0.0.1")
+                .insert_header((header, "10.1.2.3"))
+                .insert_header((AUTHORIZATION, "Bearer s3cret-token-0123456789"));
+            assert!(guarded.allows(&req.to_http_request()), "{header}");
+        }
+        // The peer is a trusted proxy: whoever it forwards, loopback is not enough.
+        let limiter = web::Data::new(RateLimiter::new(
+            0,
+            0,
+            vec!["127.0.0.1/32".parse().unwrap()],
+        ));
+        let req = from("127.0.0.1").app_data(limiter.clone());
+        assert!(!guarded.allows(&req.to_http_request()));
+        let req = from("127.0.0.2").app_data(limiter);
+        assert!(guarded.allows(&req.to_http_request()));
     }
 }

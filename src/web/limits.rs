@@ -1,6 +1,6 @@
 //! Limits that keep one slow or greedy client from holding the server: a deadline for the
-//! request body, a cap on requests in progress per client address, and the process's
-//! descriptor limit.
+//! request body, caps on open connections and on requests in progress per client address,
+//! and the process's descriptor limit.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -53,6 +53,99 @@ impl Limits {
             limits: Arc::clone(self),
             ip,
         })
+    }
+}
+
+/// Open connections per client address (`server.max_connections_per_client`), counted from
+/// the moment a connection is accepted, so idle connections and unfinished heads count too.
+/// IPv6 addresses are grouped by /64 (one host usually has a whole /64). Peers in
+/// `server.trusted_proxies` are not capped: all their clients share their address.
+#[derive(Debug)]
+pub struct ConnectionCap {
+    per_client: usize,
+    trusted: Vec<super::rate::Cidr>,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl ConnectionCap {
+    pub fn new(per_client: usize, trusted: Vec<super::rate::Cidr>) -> Self {
+        Self {
+            per_client,
+            trusted,
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `HttpServer::on_connect`: counts the connection for its address while it lives (the
+    /// count is held in the connection's extensions); a connection over the cap is shut down
+    /// at once (`shutdown(2)` on the socket: actix-http reads the end of the stream and drops
+    /// the connection before reading anything).
+    pub fn on_connect(
+        self: &Arc<Self>,
+        io: &dyn std::any::Any,
+        ext: &mut actix_web::dev::Extensions,
+    ) {
+        let Some(tcp) = super::malformed::tcp_stream(io) else {
+            return;
+        };
+        let Ok(peer) = tcp.peer_addr() else {
+            return;
+        };
+        if self.trusted.iter().any(|c| c.contains(peer.ip())) {
+            return;
+        }
+        let (slot, over) = self.open(client_group(peer.ip()));
+        ext.insert(slot);
+        if over {
+            if let Err(e) = socket2::SockRef::from(tcp).shutdown(std::net::Shutdown::Both) {
+                tracing::debug!(error = %e, "cannot shut down a connection over the per-client cap");
+            }
+            tracing::debug!(client = %peer.ip(), "connection over server.max_connections_per_client closed");
+        }
+    }
+
+    /// Counts one more connection of `group`; `true` when that is more than the cap.
+    fn open(self: &Arc<Self>, group: IpAddr) -> (ConnectionSlot, bool) {
+        let mut map = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = map.entry(group).or_insert(0);
+        *count += 1;
+        let over = *count > self.per_client;
+        (
+            ConnectionSlot {
+                cap: Arc::clone(self),
+                group,
+            },
+            over,
+        )
+    }
+}
+
+/// The address a connection is counted under: IPv4 as is, IPv6 by its /64.
+pub fn client_group(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64))),
+        },
+    }
+}
+
+/// One open connection; dropped with the connection.
+struct ConnectionSlot {
+    cap: Arc<ConnectionCap>,
+    group: IpAddr,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut map = self.cap.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = map.get_mut(&self.group) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                map.remove(&self.group);
+            }
+        }
     }
 }
 
@@ -249,14 +342,16 @@ impl MessageBody for Unread {
     }
 }
 
-/// Raises the soft descriptor limit to the hard one and logs both; warns when
-/// `max_connections` leaves too little room for the database, logs and the listen socket.
-pub fn raise_fd_limit(max_connections: usize) {
+/// Raises the soft descriptor limit to the hard one and logs both, and returns the
+/// `max_connections` to use: the setting, clamped to three quarters of the (raised) soft
+/// limit so that pool connections, files and accept churn always find a descriptor. A
+/// clamp is logged at WARN with both figures.
+pub fn raise_fd_limit(max_connections: usize) -> usize {
     let (soft, hard) = match rlimit::Resource::NOFILE.get() {
         Ok(limits) => limits,
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the open-file limit");
-            return;
+            return max_connections;
         }
     };
     let raised = if soft < hard {
@@ -270,20 +365,67 @@ pub fn raise_fd_limit(max_connections: usize) {
     } else {
         soft
     };
+    let allowed = clamp_connections(max_connections, raised);
     tracing::info!(
         soft_was = soft,
         soft = raised,
         hard,
-        max_connections,
+        max_connections = allowed,
         "open-file limit"
     );
-    let max = u64::try_from(max_connections).unwrap_or(u64::MAX);
-    // A quarter of the limit stays free for pool connections, files and accept churn.
-    if max > raised / 4 * 3 {
+    if allowed < max_connections {
         tracing::warn!(
-            max_connections,
+            configured = max_connections,
+            max_connections = allowed,
             limit = raised,
-            "server.max_connections is close to the open-file limit: lower it or raise the limit (LimitNOFILE=)"
+            "server.max_connections is over three quarters of the open-file limit: serving at most {allowed} connections (raise LimitNOFILE= or lower the setting)"
         );
+    }
+    allowed
+}
+
+/// `max_connections`, at most three quarters of the descriptor limit `fd_limit` (at least 1).
+fn clamp_connections(max_connections: usize, fd_limit: u64) -> usize {
+    let room = usize::try_from(fd_limit / 4 * 3)
+        .unwrap_or(usize::MAX)
+        .max(1);
+    max_connections.min(room)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_connections_is_clamped_to_three_quarters_of_the_limit() {
+        assert_eq!(clamp_connections(4096, 1024), 768);
+        assert_eq!(clamp_connections(4096, 1_048_576), 4096);
+        assert_eq!(clamp_connections(700, 1024), 700);
+        assert_eq!(clamp_connections(10, 0), 1);
+    }
+
+    #[test]
+    fn connections_are_grouped_by_v4_address_and_v6_slash_64() {
+        let g = |s: &str| client_group(s.parse().unwrap());
+        assert_eq!(g("10.1.2.3"), g("10.1.2.3"));
+        assert_ne!(g("10.1.2.3"), g("10.1.2.4"));
+        assert_eq!(g("2001:db8:1:2::1"), g("2001:db8:1:2:ffff::9"));
+        assert_ne!(g("2001:db8:1:2::1"), g("2001:db8:1:3::1"));
+        assert_eq!(g("::ffff:10.1.2.3"), g("10.1.2.3"));
+    }
+
+    #[test]
+    fn the_cap_counts_open_connections_and_gives_them_back() {
+        let cap = Arc::new(ConnectionCap::new(2, Vec::new()));
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let (a, over_a) = cap.open(ip);
+        let (b, over_b) = cap.open(ip);
+        let (c, over_c) = cap.open(ip);
+        assert!(!over_a && !over_b && over_c);
+        drop((a, c));
+        let (_d, over_d) = cap.open(ip);
+        assert!(!over_d);
+        drop(b);
+        assert_eq!(cap.open.lock().unwrap().get(&ip), Some(&1));
     }
 }

@@ -54,17 +54,19 @@ impl Drop for PeerEntry {
     }
 }
 
+/// The TCP stream under a connection's I/O object (plain or TLS), as `on_connect` gets it.
+pub fn tcp_stream(io: &dyn Any) -> Option<&TcpStream> {
+    if let Some(tcp) = io.downcast_ref::<TcpStream>() {
+        Some(tcp)
+    } else {
+        io.downcast_ref::<actix_tls::accept::rustls_0_23::TlsStream<TcpStream>>()
+            .map(|tls| tls.get_ref().0)
+    }
+}
+
 /// `HttpServer::on_connect`: remembers the peer of the connection's task.
 pub fn on_connect(io: &dyn Any, ext: &mut Extensions) {
-    let peer = if let Some(tcp) = io.downcast_ref::<TcpStream>() {
-        tcp.peer_addr().ok()
-    } else if let Some(tls) =
-        io.downcast_ref::<actix_tls::accept::rustls_0_23::TlsStream<TcpStream>>()
-    {
-        tls.get_ref().0.peer_addr().ok()
-    } else {
-        None
-    };
+    let peer = tcp_stream(io).and_then(|tcp| tcp.peer_addr().ok());
     if let (Some(peer), Some(task)) = (peer, tokio::task::try_id()) {
         PEERS
             .lock()

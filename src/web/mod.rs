@@ -130,9 +130,9 @@ pub async fn serve(app: Arc<App>, startup: Startup) -> Result<(), ServeError> {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
     };
-    limits::raise_fd_limit(server_config.max_connections);
+    let max_connections = limits::raise_fd_limit(server_config.max_connections);
     // actix counts connections per worker; the setting is for the whole process.
-    let per_worker = (server_config.max_connections / workers).max(1);
+    let per_worker = (max_connections / workers).max(1);
     let limits = web::Data::new(limits::Limits::new(
         body_timeout,
         server_config.max_requests_per_client,
@@ -145,6 +145,10 @@ pub async fn serve(app: Arc<App>, startup: Startup) -> Result<(), ServeError> {
         .map_err(|e| {
             ServeError::Config(ConfigError::Invalid(format!("server.trusted_proxies: {e}")))
         })?;
+    let connection_cap = Arc::new(limits::ConnectionCap::new(
+        server_config.max_connections_per_client,
+        trusted_proxies.clone(),
+    ));
     let rate = web::Data::new(rate::RateLimiter::new(
         server_config.rate_limit_per_second,
         server_config.rate_limit_burst,
@@ -164,7 +168,10 @@ pub async fn serve(app: Arc<App>, startup: Startup) -> Result<(), ServeError> {
             .wrap(actix_web::middleware::from_fn(access_log::log_request))
             .configure(|cfg| configure(cfg, max_body, body_timeout))
     })
-    .on_connect(malformed::on_connect)
+    .on_connect(move |io, ext| {
+        malformed::on_connect(io, ext);
+        connection_cap.on_connect(io, ext);
+    })
     .workers(workers)
     .max_connections(per_worker)
     .backlog(1024)

@@ -661,6 +661,30 @@ async fn openapi_document_lists_the_device_api() {
     ] {
         assert!(doc["paths"][path].is_object(), "{path} documented");
     }
+    // The rules the server enforces, as the document states them.
+    let proof = &doc["components"]["schemas"]["DeviceProof"];
+    assert_eq!(
+        proof["maxLength"].as_u64(),
+        Some(seatkeep_device::proof::MAX_PROOF_BYTES as u64)
+    );
+    let text = proof["description"].as_str().unwrap();
+    assert!(
+        text.contains("16 to 128 characters of `[A-Za-z0-9_-]`"),
+        "{text}"
+    );
+    let conflict = doc["paths"]["/api/v1/activations"]["post"]["responses"]["409"]["description"]
+        .as_str()
+        .unwrap();
+    assert!(!conflict.contains("with `seat`"), "{conflict}");
+    // And the answer it describes: no seat in a reissue_required.
+    let key_file = env.import_license("LIC-DOC", 2);
+    assert_eq!(server.activate(&key_file, "dev-doc", "Ada").await.0, 201);
+    let (status, body) = server.activate(&key_file, "dev-doc", "Grace").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("reissue_required"))
+    );
+    assert!(body.get("seat").is_none(), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

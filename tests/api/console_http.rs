@@ -285,3 +285,69 @@ async fn console_refusals(backend: Backend) {
 }
 
 both_backends!(console_http, console_refusals);
+
+both_backends!(
+    control_characters_are_refused_at_the_console_edge,
+    control_characters_at_the_edge
+);
+/// NUL and other control characters in a console path, search or sign-in name: 404 for a
+/// path, 400 for a field, before the database (PostgreSQL refuses NUL in text with an error
+/// the server would log and answer 500 to). Nothing in the server log at ERROR.
+async fn control_characters_at_the_edge(backend: Backend) {
+    let env = TestEnv::new(backend);
+    add_admin(&env, "olga", "owner");
+    env.import_license(LIC, 3);
+    let server = env.serve().await;
+    let olga = sign_in(&server, "olga").await;
+    let before = state(&env);
+    for bad in ["%00", "%01", "%7F", "%C2%85"] {
+        for path in [
+            format!("/console/licenses/LIC{bad}X"),
+            format!("/console/licenses/LIC{bad}X/seats.export"),
+            format!("/console/seats/act_{bad}"),
+            format!("/console/admins/ol{bad}ga"),
+        ] {
+            let (status, _) = olga.get(&path).await;
+            assert_eq!(status, 404, "GET {path}");
+        }
+        for path in [
+            format!("/console/licenses/LIC{bad}X/revoke"),
+            format!("/console/licenses/LIC{bad}X/reinstate"),
+            format!("/console/admins/ol{bad}ga/role"),
+            format!("/console/admins/ol{bad}ga/remove"),
+        ] {
+            let (status, _) = olga
+                .post(&path, &[("csrf", &olga.csrf), ("role", "viewer")])
+                .await;
+            assert_eq!(status, 404, "POST {path}");
+        }
+        let path = format!("/console/licenses/{LIC}?q=a{bad}b");
+        let (status, _) = olga.get(&path).await;
+        assert_eq!(status, 400, "GET {path}");
+    }
+    for name in ["\0", "ol\0ga", "a\u{1}b"] {
+        let (status, body) = olga
+            .post(
+                "/console/admins",
+                &[("csrf", &olga.csrf), ("username", name), ("role", "viewer")],
+            )
+            .await;
+        assert_eq!(status, 400, "add {name:?}: {body}");
+        // Signing in is unauthenticated: a NUL must not reach the throttle's query.
+        let response = reqwest::Client::new()
+            .post(format!("{}/console/login", server.url))
+            .header("Origin", &server.url)
+            .form(&[("username", name), ("password", "whatever it is")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "login as {name:?}");
+    }
+    assert_eq!(state(&env), before, "nothing changed");
+    // The search and the pages still work.
+    let (status, _) = olga.get(&format!("/console/licenses/{LIC}?q=dev")).await;
+    assert_eq!(status, 200);
+    let log = std::fs::read_to_string(&server.log).unwrap_or_default();
+    let errors: Vec<&str> = log.lines().filter(|l| l.contains("ERROR")).collect();
+    assert!(errors.is_empty(), "ERROR lines: {errors:#?}");
+}

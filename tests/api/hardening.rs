@@ -43,6 +43,17 @@ fn client_from(ip: IpAddr) -> reqwest::Client {
         .unwrap()
 }
 
+/// The status of a GET of `url` from `ip`.
+async fn status_from(ip: IpAddr, url: String) -> u16 {
+    client_from(ip)
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 /// A POST whose body never completes: a Content-Length it does not send, or a chunked body
 /// that never ends.
 async fn stall(to: SocketAddr, from: Option<IpAddr>, chunked: bool) -> TcpStream {
@@ -93,6 +104,7 @@ async fn serve_with_limits(env: &TestEnv, per_client: &str) -> TestServer {
         &[
             ("SEATKEEP__SERVER__BODY_TIMEOUT", &timeout),
             ("SEATKEEP__SERVER__MAX_REQUESTS_PER_CLIENT", per_client),
+            ("SEATKEEP__SERVER__MAX_CONNECTIONS_PER_CLIENT", "100000"),
         ],
     )
     .await
@@ -290,4 +302,191 @@ async fn malformed_request_flood_logs_one_warning_per_address() {
     assert!(!log.contains(MARKER), "a request body reached the log");
     let (status, _) = server.get("/healthz").await;
     assert_eq!(status, 200);
+}
+
+/// `/metrics` behind a TLS proxy on the same host: every client is a loopback peer, so a
+/// forwarded request, or any request from a trusted proxy, needs the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_through_a_same_host_proxy_need_the_token() {
+    const TOKEN: &str = "metrics-token-0123456789abcdef";
+    let env = TestEnv::with_config(
+        Backend::Sqlite,
+        "[metrics]\ntoken_file = \"metrics.token\"\n",
+    );
+    std::fs::write(env.path("metrics.token"), format!("{TOKEN}\n")).unwrap();
+    env.import_license("LIC-METRICS", 3);
+    let get = |server: &TestServer, headers: &[(&str, &str)]| {
+        let mut request = server.http.get(format!("{}/metrics", server.url));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        async move {
+            let response = request.send().await.expect("metrics request");
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap_or_default())
+        }
+    };
+    let bearer = format!("Bearer {TOKEN}");
+
+    // No trusted proxy: a direct loopback client reads them, a forwarded one does not.
+    let server = env.serve().await;
+    let (status, body) = get(&server, &[]).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("seatkeep_seats{"), "{body}");
+    for header in [
+        ("X-Forwarded-For", "203.0.113.7"),
+        ("X-Forwarded-For", "127.0.0.1"),
+        ("Forwarded", "for=203.0.113.7;proto=https"),
+        ("X-Real-IP", "203.0.113.7"),
+    ] {
+        let (status, body) = get(&server, &[header]).await;
+        assert_eq!(status, 403, "{header:?}");
+        assert!(!body.contains("seatkeep_seats{"), "{header:?}: {body}");
+        let (status, _) = get(&server, &[header, ("Authorization", &bearer)]).await;
+        assert_eq!(status, 200, "{header:?} with the token");
+    }
+    drop(server);
+
+    // The proxy on this host is trusted: whatever it forwards, or when it adds no header,
+    // loopback is not enough.
+    let proxy = [("SEATKEEP__SERVER__TRUSTED_PROXIES", "[\"127.0.0.1/32\"]")];
+    let server = TestServer::start(&env.config, &proxy).await;
+    for headers in [
+        &[][..],
+        &[("X-Forwarded-For", "203.0.113.7")][..],
+        &[("X-Forwarded-For", "127.0.0.1")][..],
+    ] {
+        let (status, body) = get(&server, headers).await;
+        assert_eq!(status, 403, "{headers:?}");
+        assert!(!body.contains("seatkeep_seats{"), "{headers:?}: {body}");
+    }
+    let (status, body) = get(
+        &server,
+        &[
+            ("X-Forwarded-For", "203.0.113.7"),
+            ("Authorization", &bearer),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(body.contains("seatkeep_seats{"), "{body}");
+    // Another loopback address, not the proxy's: a direct client.
+    assert_eq!(
+        status_from(OTHER, format!("{}/metrics", server.url)).await,
+        200
+    );
+}
+
+/// Idle connections (no request head at all) are counted per address: one address holding
+/// `max_connections_per_client` of them does not keep another address out, and its next
+/// connection is closed at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idle_connections_are_capped_per_address() {
+    const CAP: usize = 30;
+    let env = TestEnv::new(Backend::Sqlite);
+    let cap = CAP.to_string();
+    let server = TestServer::start(
+        &env.config,
+        &[("SEATKEEP__SERVER__MAX_CONNECTIONS_PER_CLIENT", &cap)],
+    )
+    .await;
+    let to = addr(&server);
+    // The test client's own keep-alive connection from start-up is gone after 5 s idle at
+    // most; open the idle ones from an address it does not use.
+    let attacker = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
+    let connect = |from: IpAddr| async move {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(from, 0)).unwrap();
+        socket.connect(to).await.expect("connect")
+    };
+    let mut idle = Vec::new();
+    for _ in 0..CAP {
+        idle.push(connect(attacker).await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The held ones are still open.
+    for stream in &idle {
+        let mut buf = [0u8; 1];
+        assert!(
+            matches!(stream.try_read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "an idle connection within the cap is open"
+        );
+    }
+    // Another address is served.
+    assert_eq!(
+        status_from(OTHER, format!("{}/healthz", server.url)).await,
+        200
+    );
+    // The attacker's next connection is closed at once, unanswered, even with a request.
+    let started = Instant::now();
+    let mut excess = connect(attacker).await;
+    let _ = excess
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await;
+    let answer = read_until_closed(excess, Duration::from_secs(2))
+        .await
+        .expect("the connection over the cap is closed at once");
+    assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // Once the idle ones are gone (closed by the client here), the address is served again.
+    drop(idle);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        status_from(attacker, format!("{}/healthz", server.url)).await,
+        200
+    );
+    assert!(!server_log(&server).contains("ERROR"), "no ERROR line");
+}
+
+/// Under a descriptor limit of 256, `max_connections = 4096` cannot be kept: the server
+/// serves at most three quarters of the limit (192) and says so at WARN.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_connections_is_clamped_to_the_descriptor_limit() {
+    use std::io::BufRead as _;
+    let env = TestEnv::new(Backend::Sqlite);
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n 256 && exec \"$0\" --config \"$1\" serve")
+        .arg(crate::helpers::BIN)
+        .arg(&env.config)
+        .env_remove("RUST_LOG")
+        .env("SEATKEEP__SERVER__MAX_CONNECTIONS", "4096")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn serve under ulimit -n 256");
+    let stderr = child.stderr.take().expect("stderr");
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut seen = Vec::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let listening = line.contains("listening");
+            seen.push(line);
+            if listening {
+                break;
+            }
+        }
+        seen
+    });
+    let lines = tokio::time::timeout(Duration::from_secs(30), lines)
+        .await
+        .expect("serve starts")
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = lines.join("\n");
+    let limit = lines
+        .iter()
+        .find(|l| l.contains("open-file limit") && l.contains("INFO"))
+        .unwrap_or_else(|| panic!("no open-file limit line in:\n{log}"));
+    assert!(limit.contains("soft=256"), "{limit}");
+    assert!(limit.contains("max_connections=192"), "{limit}");
+    let warn = lines
+        .iter()
+        .find(|l| l.contains("WARN") && l.contains("server.max_connections"))
+        .unwrap_or_else(|| panic!("no WARN about the clamp in:\n{log}"));
+    assert!(warn.contains("configured=4096"), "{warn}");
+    assert!(warn.contains("serving at most 192 connections"), "{warn}");
 }

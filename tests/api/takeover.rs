@@ -229,6 +229,19 @@ async fn proofs(backend: Backend) {
         (401, Some("invalid_device_proof")),
         "{body}"
     );
+    // A proof dated in the future past the window is refused as well (iat either way).
+    let future = proof(
+        ProofAction::Reissue,
+        Some("Grace"),
+        "future-proof-0001",
+        now() + 6 * 60,
+    );
+    let (status, body) = server.post(&path, &reissue(future, "Grace")).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("invalid_device_proof")),
+        "a proof from the future: {body}"
+    );
     let wrong_name = proof(
         ProofAction::Reissue,
         Some("Eve"),
@@ -366,6 +379,22 @@ async fn impossible_seat_ids(backend: Backend) {
                 "{action} {seat}"
             );
         }
+        // A metered packet request (DESIGN §10.3) names the seat in its path too.
+        let response = server
+            .http
+            .post(format!("{}/api/v1/activations/{seat}/packets", server.url))
+            .header("Content-Type", "application/jose")
+            .body("eyJhbGciOiJFZERTQSJ9.e30.AAAA")
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (404, Some("unknown_seat")),
+            "packets {seat}: {body}"
+        );
     }
     let log = std::fs::read_to_string(&server.log).unwrap();
     assert!(!log.contains("ERROR"), "{log}");
@@ -454,4 +483,166 @@ async fn bad_device_key_inputs(backend: Backend) {
 both_backends!(
     bad_device_key_inputs_get_clear_errors,
     bad_device_key_inputs
+);
+
+/// `seatkeep device activate` whose answer is lost (the proxy cuts the connection after the
+/// request reached the server): the seat exists with the device's key, so the client must
+/// have kept that key; the same command again is answered 200 with the same seat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_activation_answer_keeps_the_device_key() {
+    use std::sync::atomic::Ordering;
+    let env = TestEnv::new(Backend::Sqlite);
+    let key_file = env.import_license("LIC-LOST", 2);
+    let key_path = env.write("site.seatkey", &key_file);
+    let server = env.serve().await;
+    let port: u16 = server.url.rsplit(':').next().unwrap().parse().unwrap();
+    let proxy = crate::chaos_proxy::ChaosProxy::start(port);
+    let out_file = env.path("dev-lost.json");
+    let via_proxy = format!("http://127.0.0.1:{}", proxy.port);
+    let activate = {
+        let (via_proxy, key_path, out_file) =
+            (via_proxy.clone(), key_path.clone(), out_file.clone());
+        move || {
+            crate::helpers::run(&[
+                "device",
+                "activate",
+                "--server",
+                &via_proxy,
+                "--key-file",
+                key_path.to_str().unwrap(),
+                "--device-id",
+                "dev-lost",
+                "--user",
+                "Ada",
+                "--out",
+                out_file.to_str().unwrap(),
+            ])
+        }
+    };
+    let secret = |path: &std::path::Path| -> String {
+        let saved: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        saved["device_secret_key"].as_str().unwrap().to_owned()
+    };
+    proxy.answers.store(false, Ordering::SeqCst);
+    let lost = tokio::task::spawn_blocking(activate.clone()).await.unwrap();
+    assert!(
+        !lost.status.success(),
+        "the answer was lost: {}",
+        String::from_utf8_lossy(&lost.stdout)
+    );
+    assert_eq!(
+        env.db.count("seats", "state = 'active'"),
+        1,
+        "the request reached the server"
+    );
+    let kept = secret(&out_file);
+
+    proxy.answers.store(true, Ordering::SeqCst);
+    let again = tokio::task::spawn_blocking(activate.clone()).await.unwrap();
+    assert!(
+        again.status.success(),
+        "the retry takes up the seat: {}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(secret(&out_file), kept, "the same device key");
+    let saved: Value = serde_json::from_slice(&std::fs::read(&out_file).unwrap()).unwrap();
+    assert!(
+        saved["seat"].as_str().is_some_and(|s| s.starts_with("st_")),
+        "{saved}"
+    );
+    assert_eq!(env.db.count("seats", ""), 1, "no second seat");
+}
+
+/// Anyone who knows a seat id can send bad proofs: they must not lock the real device out.
+/// After ten bad proofs (over the lockout's five) a good one still reissues and returns,
+/// and nothing is stored for the bad ones; a seat without a key still locks on bad tokens.
+async fn bad_proofs_lock_nobody_out(backend: Backend) {
+    let env = TestEnv::new(backend);
+    let key_file = env.import_license("LIC-NOLOCK", 2);
+    let server = env.serve().await;
+    let key = device_key(11);
+    let (status, first) = activate_with_key(&server, &key_file, "dev-k", "Ada", &key).await;
+    assert_eq!(status, 201, "{first}");
+    let seat = first["seat"].as_str().unwrap().to_owned();
+    let aud = server_id(&env);
+    let attacker = device_key(12);
+    let sign = |key: &SigningKey, action, user_name, jti: &str| {
+        Proof {
+            key,
+            device: "dev-k",
+            aud: &aud,
+            seat: &seat,
+            action,
+            user_name,
+            jti,
+            iat: now(),
+        }
+        .sign()
+    };
+    let reissue_path = format!("/api/v1/activations/{seat}/reissue");
+    let return_path = format!("/api/v1/activations/{seat}/return");
+    for i in 0..10 {
+        let forged = sign(
+            &attacker,
+            ProofAction::Reissue,
+            Some("Eve"),
+            &format!("forged-proof-{i:05}"),
+        );
+        let (status, body) = server
+            .post(&reissue_path, &json!({"proof": forged, "user_name": "Eve"}))
+            .await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (401, Some("invalid_device_proof")),
+            "bad proof {i}: {body}"
+        );
+        let (status, _) = server
+            .post(&return_path, &json!({"return_token": "guess"}))
+            .await;
+        assert_eq!(status, 401, "a token for a seat with a key {i}");
+    }
+    assert_eq!(env.db.count("auth_failures", ""), 0, "no row per bad proof");
+    let good = sign(
+        &key,
+        ProofAction::Reissue,
+        Some("Grace"),
+        "real-device-00001",
+    );
+    let (status, body) = server
+        .post(&reissue_path, &json!({"proof": good, "user_name": "Grace"}))
+        .await;
+    assert_eq!(status, 200, "the real device reissues: {body}");
+    let good = sign(&key, ProofAction::Return, None, "real-device-00002");
+    let (status, body) = server.post(&return_path, &json!({"proof": good})).await;
+    assert_eq!(
+        (status, body["state"].as_str()),
+        (200, Some("returned")),
+        "the real device returns: {body}"
+    );
+
+    // The token path keeps its lockout.
+    let (status, other) = server.activate(&key_file, "dev-t", "Bob").await;
+    assert_eq!(status, 201, "{other}");
+    let token_path = format!(
+        "/api/v1/activations/{}/return",
+        other["seat"].as_str().unwrap()
+    );
+    for _ in 0..5 {
+        let (status, _) = server
+            .post(&token_path, &json!({"return_token": "not-the-token"}))
+            .await;
+        assert_eq!(status, 401);
+    }
+    let (status, body) = server
+        .post(&token_path, &json!({"return_token": other["return_token"]}))
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (429, Some("rate_limited")),
+        "{body}"
+    );
+}
+both_backends!(
+    bad_device_proofs_never_lock_out_the_device,
+    bad_proofs_lock_nobody_out
 );

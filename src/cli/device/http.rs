@@ -68,7 +68,8 @@ pub struct ActivationOutcome {
 
 /// Activates a seat: sends the key file, device id, user name and (by default) the public
 /// half of the device's own key, saves the answer with the key (mode 0600) and returns the
-/// seat and its state. A device key saved by an earlier activation of the same device in the
+/// seat and its state. The key is saved (with the key file, no seat yet) before the request
+/// is sent, so a retry after a lost answer sends the same key. A device key saved by an earlier activation of the same device in the
 /// same file is used again: a repeat activation must carry the key the seat was made with.
 ///
 /// Needs a rustls crypto provider; if none is installed yet, aws-lc-rs is installed.
@@ -89,6 +90,15 @@ pub async fn activate(opts: &ActivateOptions) -> Result<ActivationOutcome, Clien
     let device_jwk = state
         .signing_key(&out)?
         .map(|key| seatkeep_device::DeviceJwk::from_key(&key.verifying_key()));
+    // The key pair is saved before the request: if the answer is lost the seat exists with
+    // this key, and only this key can take it up again (another is 409
+    // device_key_mismatch). A file holding a complete activation stays as it is (for this
+    // device it holds this key already).
+    let fresh = !out.exists();
+    if state.device_secret_key.is_some() && load_saved(&out).is_err() {
+        let pending = serde_json::json!({ "key_file": key_file });
+        write_private_json(&out, &saved_json(&pending, &state)?)?;
+    }
     let request = ActivationBody {
         key_file,
         device_id: opts.device_id.clone(),
@@ -98,6 +108,14 @@ pub async fn activate(opts: &ActivateOptions) -> Result<ActivationOutcome, Clien
     };
     let (status, body) = send_json(&client, &url, &request).await?;
     if status != reqwest::StatusCode::OK && status != reqwest::StatusCode::CREATED {
+        // A refusal took no seat: a pending file this run made goes again. One left by an
+        // earlier run whose answer was lost stays (that run may have taken a seat).
+        if fresh
+            && out.exists()
+            && let Err(e) = std::fs::remove_file(&out)
+        {
+            tracing::debug!(error = %e, path = %out.display(), "cannot remove the pending activation");
+        }
         return Err(refusal(status, &body.bytes, body.retry_after, url.as_str()));
     }
     let (saved, value) = parse_activation(&body.bytes, url.as_str())?;
@@ -122,9 +140,11 @@ pub async fn activate(opts: &ActivateOptions) -> Result<ActivationOutcome, Clien
     })
 }
 
-/// The device key seed saved for `device_id` in `out`, or a new one.
+/// The device key seed saved for `device_id` in `out` (a complete activation, or the
+/// pending file of an activation whose answer never came), or a new one.
 fn device_secret(out: &Path, device_id: &str) -> Result<String, ClientError> {
-    if let Ok((_, state)) = load_saved(out)
+    if let Ok(text) = read_text(out, "cannot read saved activation")
+        && let Ok(state) = serde_json::from_str::<DeviceState>(&text)
         && state.device_id.as_deref() == Some(device_id)
         && let Some(secret) = state.device_secret_key
     {

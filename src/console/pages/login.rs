@@ -51,6 +51,7 @@ pub async fn submit(
     form: web::Form<LoginForm>,
 ) -> Result<HttpResponse, ConsoleError> {
     csrf::check_origin(&req, &app.config.public_url())?;
+    super::plain_text("user name", &form.username)?;
     let LoginForm { username, password } = form.into_inner();
     // The address the device API's rate limit uses: behind a trusted proxy the forwarded
     // one, so one client cannot throttle everyone who signs in through the proxy.

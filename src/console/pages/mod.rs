@@ -13,6 +13,9 @@ pub mod notifications;
 pub mod offline;
 pub mod seat;
 
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
 use actix_web::web;
 
 use super::ConsoleError;
@@ -91,6 +94,7 @@ fn form_error(message: String) -> actix_web::Error {
 
 /// A form field, trimmed, required and at most `max` characters.
 pub fn field<'a>(name: &str, value: &'a str, max: usize) -> Result<&'a str, ConsoleError> {
+    plain_text(name, value)?;
     let value = value.trim();
     if value.is_empty() {
         return Err(ConsoleError::BadRequest(format!("{name} is required")));
@@ -101,4 +105,48 @@ pub fn field<'a>(name: &str, value: &'a str, max: usize) -> Result<&'a str, Cons
         )));
     }
     Ok(value)
+}
+
+/// Whether text has a control character (NUL, which PostgreSQL cannot store in text, and
+/// every other C0/C1 control): no license id, seat id, admin name or search has one. The one
+/// check the console's edge makes, for path segments, query fields and form fields alike.
+pub fn has_control(text: &str) -> bool {
+    text.chars().any(char::is_control)
+}
+
+/// A form field that must be plain text: 400 before the database sees it.
+pub fn plain_text(name: &str, value: &str) -> Result<(), ConsoleError> {
+    if has_control(value) {
+        return Err(ConsoleError::BadRequest(format!(
+            "{name} must not contain control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Middleware of the console scope: a path with a control character (after percent
+/// decoding) is 404 and a query string with one is 400, before any handler, session lookup
+/// or database call. Bytes that are not UTF-8 are left to the extractors (404 for a path
+/// segment, 400 for a query field).
+pub async fn refuse_control_in_url(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let decoded = |text: &str| {
+        let bytes: Vec<u8> = percent_encoding::percent_decode_str(text).collect();
+        has_control(&String::from_utf8_lossy(&bytes))
+    };
+    let refusal = if decoded(req.uri().path()) {
+        Some(ConsoleError::NotFound("no such page".into()))
+    } else if decoded(req.query_string()) {
+        Some(ConsoleError::BadRequest(
+            "the query must not contain control characters".into(),
+        ))
+    } else {
+        None
+    };
+    match refusal {
+        Some(err) => Ok(req.error_response(err).map_into_right_body()),
+        None => Ok(next.call(req).await?.map_into_left_body()),
+    }
 }
