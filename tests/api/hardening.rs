@@ -104,7 +104,6 @@ async fn serve_with_limits(env: &TestEnv, per_client: &str) -> TestServer {
         &[
             ("SEATKEEP__SERVER__BODY_TIMEOUT", &timeout),
             ("SEATKEEP__SERVER__MAX_REQUESTS_PER_CLIENT", per_client),
-            ("SEATKEEP__SERVER__MAX_CONNECTIONS_PER_CLIENT", "100000"),
         ],
     )
     .await

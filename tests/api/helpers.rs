@@ -22,7 +22,7 @@ pub const PROVIDER: &str = "provider.test";
 pub const KID: &str = "test-provider-1";
 
 /// Every test client comes from 127.0.0.1, like a fleet behind one NAT: load tests must not
-/// meet the per-client cap nor the request rate (tests/api/hardening.rs and ratelimit.rs set
+/// meet the per-client caps (requests and connections) nor the request rate (tests/api/hardening.rs and ratelimit.rs set
 /// their own).
 const MAX_REQUESTS_PER_CLIENT: usize = 100_000;
 
@@ -229,6 +229,7 @@ impl TestEnv {
             format!(
                 "[server]\nlisten = \"127.0.0.1:0\"\nworkers = 2\n\
                  max_requests_per_client = {MAX_REQUESTS_PER_CLIENT}\n\
+                 max_connections_per_client = {MAX_REQUESTS_PER_CLIENT}\n\
                  rate_limit_per_second = 0\n\n\
                  [database]\nurl = \"{}\"\npool_size = 8\n\n\
                  [identity]\nkey_file = \"server-key.pem\"\n\n\
