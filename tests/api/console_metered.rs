@@ -12,6 +12,7 @@ use crate::console_support::{add_admin, sign_in};
 use crate::helpers::{Backend, TestEnv, run};
 use crate::metered::{import, metered_key_file};
 use crate::metered_client::{activate, json, usage};
+use crate::offline::request_activation;
 
 const LIC: &str = "LIC-POOL";
 
@@ -149,22 +150,7 @@ async fn console_metered_pages(backend: Backend) {
     // An air-gapped device's activation request: uploaded, fulfilled as admin:alice; the
     // response file downloads and completes the device's activation.
     let (request, offline_saved) = (env.path("dev-2.req"), env.path("dev-2.device.json"));
-    let written = run(&[
-        "device",
-        "offline-request",
-        "--activate",
-        "--key-file",
-        p(&key_path),
-        "--device-id",
-        "dev-2",
-        "--user",
-        "Cy",
-        "--saved",
-        p(&offline_saved),
-        "--out",
-        p(&request),
-    ]);
-    assert!(written.status.success(), "{written:?}");
+    request_activation(&key_path, "dev-2", &offline_saved, &request);
     let request_bytes = std::fs::read(&request).unwrap();
     let (status, _) = victor.upload_to("/console/offline", &request_bytes).await;
     assert_eq!(status, 403);
@@ -284,22 +270,7 @@ async fn metered_console_in_a_browser(backend: Backend) {
         201
     );
     let request = env.path("dev-2.req");
-    let written = run(&[
-        "device",
-        "offline-request",
-        "--activate",
-        "--key-file",
-        p(&key_path),
-        "--device-id",
-        "dev-2",
-        "--user",
-        "Dee",
-        "--saved",
-        p(&env.path("dev-2.device.json")),
-        "--out",
-        p(&request),
-    ]);
-    assert!(written.status.success(), "{written:?}");
+    request_activation(&key_path, "dev-2", &env.path("dev-2.device.json"), &request);
 
     b.sign_in(&base, "alice", crate::console_support::PASSWORD)
         .await;

@@ -36,7 +36,7 @@ fn metered_site(env: &TestEnv, lic: &str) -> std::path::PathBuf {
 }
 
 /// `device offline-request --activate` for `device` into `out`.
-fn request_activation(key_file: &Path, device: &str, saved: &Path, out: &Path) {
+pub(crate) fn request_activation(key_file: &Path, device: &str, saved: &Path, out: &Path) {
     let written = run(&[
         "device",
         "offline-request",
