@@ -70,12 +70,9 @@ impl GroupCommit {
         let (answer, outcome) = sync_channel::<Result<T, E>>(1);
         let work: Work = Box::new(move |conn: &mut DbConn| {
             // A nested transaction is a savepoint: a failed job leaves the others intact
-            // (and its seat moves, added up for the batch, go with it).
-            let moves_before = crate::seats::moves::snapshot();
+            // (and its day counts, added up for the batch, go with it).
             let result = diesel::Connection::transaction(conn, f);
-            if result.is_err() {
-                crate::seats::moves::restore(moves_before);
-            }
+            super::day_counts::job_done(result.is_ok());
             Box::new(move |commit: Result<(), &DbError>| {
                 let result = match commit {
                     Ok(()) => result,
@@ -141,10 +138,11 @@ fn writer(manager: &Manager, queue: &Receiver<Job>) {
         }
         let committed = match conn.as_mut() {
             Some(c) => c.write_transaction(|c| {
-                crate::seats::moves::defer();
+                super::day_counts::start_batch();
                 completions.extend(writes.drain(..).map(|(_, work)| work(c)));
-                // The batch's seat moves, one row per license and day, after every job.
+                // The batch's day counts, one row per license and day, after every job.
                 crate::seats::moves::flush(c)?;
+                crate::meter::daily::flush(c)?;
                 // Counters after every other job: their rows are locked last, in key order,
                 // on every instance. (Jobs never touch counter rows themselves, or two
                 // instances could each hold what the other waits for.)

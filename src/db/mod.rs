@@ -2,6 +2,7 @@
 //! and [`Database::write`], the one way anything is written.
 
 pub mod batch;
+pub mod day_counts;
 pub mod models;
 pub(crate) mod race;
 pub mod refusals;

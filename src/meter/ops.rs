@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::{MeterError, pool};
 use crate::app::App;
 use crate::db::DbConn;
-use crate::db::models::Seat;
+use crate::db::models::{License, Seat};
 use crate::db::schema::{meter_issued_daily, meter_packets, seats};
 use crate::journal::{self, Change, ChangeKind};
 use crate::seats::SeatError;
@@ -51,26 +51,29 @@ pub struct DeviceUsage {
     pub flag: Option<String>,
 }
 
-fn metered(conn: &mut DbConn, lic: &str) -> Result<MeterTerms, MeterError> {
+fn metered(conn: &mut DbConn, lic: &str) -> Result<(License, MeterTerms), MeterError> {
     let license = crate::licenses::find(conn, lic)?
         .ok_or_else(|| SeatError::UnknownLicense(lic.to_owned()))?;
-    super::terms_of(&license)?.ok_or_else(|| MeterError::MeterNotEnabled(lic.to_owned()))
+    let terms =
+        super::terms_of(&license)?.ok_or_else(|| MeterError::MeterNotEnabled(lic.to_owned()))?;
+    Ok((license, terms))
 }
 
 /// The pool of license `lic`.
 pub fn status(app: &App, lic: &str) -> Result<PoolStatus, MeterError> {
     let mut conn = app.db.conn()?;
-    let terms = metered(&mut conn, lic)?;
-    pool_status(&mut conn, lic, &terms)
+    let (license, terms) = metered(&mut conn, lic)?;
+    pool_status(&mut conn, &license, &terms)
 }
 
-/// The pool of license `lic`, whose meter terms are `terms`, on `conn`.
+/// The pool of `license` (as just read), whose meter terms are `terms`.
 pub fn pool_status(
     conn: &mut DbConn,
-    lic: &str,
+    license: &License,
     terms: &MeterTerms,
 ) -> Result<PoolStatus, MeterError> {
-    let (stored_cap, issued) = pool::figures(conn, lic)?;
+    let lic = license.id.as_str();
+    let (stored_cap, issued) = (license.meter_cap, license.meter_issued);
     // The day counts are written with every packet: summing them reads a row per day, not
     // a row per packet.
     let packets_per_day: Vec<i64> = meter_issued_daily::table

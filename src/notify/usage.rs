@@ -10,7 +10,7 @@ use diesel::prelude::*;
 
 use super::{Kind, admins, license_url, queue, render, settings};
 use crate::db::models::License;
-use crate::db::schema::licenses;
+use crate::db::schema::{licenses, notifications};
 use crate::db::{DbConn, DbError};
 use crate::journal::{Change, Recorded};
 
@@ -63,10 +63,18 @@ fn queue_pool(
     at: i64,
 ) -> Result<(), DbError> {
     let (lic, cap) = (license.id.as_str(), license.meter_cap);
-    let key = match kind {
-        Kind::UsageExhausted => format!("usage_exhausted:{lic}:{cap}"),
-        _ => format!("usage_threshold:{lic}:{cap}"),
-    };
+    let key = format!("{}:{lic}:{cap}", kind.as_str());
+    // Devices keep asking while the pool is spent: once the email is queued, later
+    // refusals render nothing and write nothing (the unique key alone would still cost a
+    // render and an insert each time, inside the refusal's transaction).
+    let queued: Option<i64> = notifications::table
+        .filter(notifications::dedupe_key.eq(&key))
+        .select(notifications::id)
+        .get_result(conn)
+        .optional()?;
+    if queued.is_some() {
+        return Ok(());
+    }
     let percent = settings().threshold_percent;
     let rendered = render::UsagePool {
         exhausted: kind == Kind::UsageExhausted,

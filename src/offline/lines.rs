@@ -112,12 +112,10 @@ pub fn answer(
     })
 }
 
-/// Codes that say this server failed, not the request.
+/// Codes that say this server cannot answer now, not that the request is wrong: the ones
+/// the HTTP API answers with a 5xx (an outage, an untrusted clock, federation overdue).
 fn is_fault(code: ProblemCode) -> bool {
-    matches!(
-        code,
-        ProblemCode::Unavailable | ProblemCode::NotReady | ProblemCode::InternalError
-    )
+    crate::web::errors::status_for(code).is_server_error()
 }
 
 /// The `jti` of a line, read without verifying (only to name the line in an error).

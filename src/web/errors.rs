@@ -89,7 +89,7 @@ impl Problem {
 
 /// The one table from stable code to HTTP status (DESIGN §5). Exhaustive, so a new code
 /// cannot be added without deciding its status.
-fn status_for(code: ProblemCode) -> StatusCode {
+pub fn status_for(code: ProblemCode) -> StatusCode {
     use ProblemCode as C;
     match code {
         C::InvalidRequest

@@ -142,6 +142,13 @@ async fn console_refusals(backend: Backend) {
         assert_eq!(status, 404, "{path}");
         assert!(body.contains("<h1>Not Found</h1>"), "{body}");
     }
+    let (status, body) = alice
+        .post(
+            "/console/seats/st_doesnotexist0000000000/retire",
+            &[("csrf", &alice.csrf), ("reason", "gone")],
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
     let (status, _) = olga
         .post(
             "/console/admins/nobody/role",

@@ -211,6 +211,11 @@ async fn console_metered_pages(backend: Backend) {
     let (status, again) = alice.upload_to("/console/offline", &request_bytes).await;
     assert_eq!(status, 200, "{again}");
     assert!(again.contains("id=\"replayed\""), "{again}");
+    assert_eq!(
+        by_id(&again, "response-text"),
+        by_id(&result, "response-text"),
+        "the same response on the page"
+    );
     let (_, downloaded) = alice.get(link).await;
     assert_eq!(downloaded.as_bytes(), response.as_slice());
     assert_eq!(state(&env), before);

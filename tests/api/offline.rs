@@ -708,3 +708,32 @@ async fn flipped_bytes(backend: Backend) {
     assert_eq!(usage_state(&env, &a), (8.0, 0.0, 2, 0));
 }
 both_backends!(offline_flipped_byte_is_refused, flipped_bytes);
+
+/// A line this server cannot answer now (federation overdue: a 503 over HTTP) is a fault,
+/// not an error line: nothing is stored, so the same file is fulfilled once the server can
+/// answer again, instead of repeating the refusal forever.
+#[tokio::test]
+async fn offline_fulfil_while_federation_is_overdue_stores_nothing() {
+    let env = TestEnv::with_config(Backend::Sqlite, crate::federation_support::MANUAL_PUSH);
+    let mut claims = serde_json::to_value(env.claims("LIC-FED", 5)).unwrap();
+    claims["federation"] = serde_json::json!({"url": "http://127.0.0.1:9/federation", "grace": 2});
+    let key_file = env.write(
+        "fed.seatkey",
+        env.sign(&serde_json::from_value(claims).unwrap()),
+    );
+    env.cli_ok(&["keyfile", "import", p(&key_file)]);
+    let (request, response) = (env.path("fed.req"), env.path("fed.resp"));
+    request_activation(
+        &key_file,
+        "handheld-f",
+        &env.path("f.device.json"),
+        &request,
+    );
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let refused = env.cli_err(&["offline", "fulfil", p(&request), "--out", p(&response)]);
+    assert!(refused.contains("federation_overdue"), "{refused}");
+    assert!(refused.contains("nothing was stored"), "{refused}");
+    assert!(!response.exists());
+    assert_eq!(env.db.count("offline_exchanges", ""), 0);
+    assert_eq!(env.db.count("seats", ""), 0);
+}

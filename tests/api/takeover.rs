@@ -553,6 +553,87 @@ async fn a_lost_activation_answer_keeps_the_device_key() {
     assert_eq!(env.db.count("seats", ""), 1, "no second seat");
 }
 
+/// A 502 from a proxy in front of the server says nothing about the seat (the server may
+/// have taken it): the client keeps the key pair it sent, and a later run against the server
+/// sends the same key. A 4xx refusal (a key file that is no key file: 400) drops it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_gateway_keeps_the_device_key() {
+    use std::io::{Read, Write};
+    let env = TestEnv::new(Backend::Sqlite);
+    let key_file = env.import_license("LIC-502", 2);
+    let key_path = env.write("site.seatkey", &key_file);
+    let server = env.serve().await;
+    // A gateway that answers every request with 502.
+    let gateway = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gateway_url = format!("http://{}", gateway.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in gateway.incoming().take(4) {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 16384];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(
+                b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    let out_file = env.path("dev-502.json");
+    let activate = |url: &str, key: &std::path::Path| {
+        crate::helpers::run(&[
+            "device",
+            "activate",
+            "--server",
+            url,
+            "--key-file",
+            key.to_str().unwrap(),
+            "--device-id",
+            "dev-502",
+            "--user",
+            "Ada",
+            "--out",
+            out_file.to_str().unwrap(),
+        ])
+    };
+    let secret = |path: &std::path::Path| -> String {
+        let saved: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        saved["device_secret_key"].as_str().unwrap().to_owned()
+    };
+    let bad_gateway = activate(&gateway_url, &key_path);
+    assert!(!bad_gateway.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad_gateway.stderr).contains("502"),
+        "{}",
+        String::from_utf8_lossy(&bad_gateway.stderr)
+    );
+    let kept = secret(&out_file);
+    let done = activate(&server.url, &key_path);
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert_eq!(secret(&out_file), kept, "the key sent through the gateway");
+
+    // A refusal took no seat: the pending file of that run goes.
+    let refused_out = env.path("dev-400.json");
+    let not_a_key_file = env.write("junk.seatkey", "not a key file");
+    let refused = crate::helpers::run(&[
+        "device",
+        "activate",
+        "--server",
+        &server.url,
+        "--key-file",
+        not_a_key_file.to_str().unwrap(),
+        "--device-id",
+        "dev-400",
+        "--user",
+        "Ada",
+        "--out",
+        refused_out.to_str().unwrap(),
+    ]);
+    assert!(!refused.status.success());
+    assert!(!refused_out.exists(), "a 4xx refusal keeps no pending file");
+}
+
 /// Anyone who knows a seat id can send bad proofs: they must not lock the real device out.
 /// After ten bad proofs (over the lockout's five) a good one still reissues and returns,
 /// and nothing is stored for the bad ones; a seat without a key still locks on bad tokens.

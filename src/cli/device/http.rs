@@ -108,9 +108,12 @@ pub async fn activate(opts: &ActivateOptions) -> Result<ActivationOutcome, Clien
     };
     let (status, body) = send_json(&client, &url, &request).await?;
     if status != reqwest::StatusCode::OK && status != reqwest::StatusCode::CREATED {
-        // A refusal took no seat: a pending file this run made goes again. One left by an
-        // earlier run whose answer was lost stays (that run may have taken a seat).
+        // A refusal (4xx) took no seat: a pending file this run made goes again. A 5xx (a
+        // proxy's 502, a commit that failed late) or a timeout may have taken one, and one
+        // left by an earlier run whose answer was lost may too: those stay.
+        let refused = status.is_client_error() && status != reqwest::StatusCode::REQUEST_TIMEOUT;
         if fresh
+            && refused
             && out.exists()
             && let Err(e) = std::fs::remove_file(&out)
         {

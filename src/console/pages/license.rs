@@ -221,7 +221,7 @@ fn build(
         .collect();
     let charts = charts(&mut conn, &license, now)?;
     let pool = match crate::meter::terms_of(&license)? {
-        Some(terms) => Some(pool_view(&mut conn, &license.id, &terms, now)?),
+        Some(terms) => Some(pool_view(&mut conn, &license, &terms, now)?),
         None => None,
     };
     let clock_untrusted = app.clock.check(now).is_err();
@@ -354,11 +354,12 @@ fn monthly(today: i64, series: &[i64], sum: bool) -> Vec<(String, i64)> {
 /// days and per month over 12, from the day counts the issuing transactions keep.
 fn pool_view(
     conn: &mut DbConn,
-    lic: &str,
+    license: &License,
     terms: &seatkeep_device::meter::MeterTerms,
     now: i64,
 ) -> Result<PoolView, ConsoleError> {
-    let status = meter::ops::pool_status(conn, lic, terms)?;
+    let status = meter::ops::pool_status(conn, license, terms)?;
+    let lic = license.id.as_str();
     let today = now.div_euclid(DAY);
     let mut units_by_day = vec![0i64; 365];
     for d in meter::daily::by_day(conn, lic, (today - 364) * DAY)? {

@@ -191,8 +191,8 @@ pub async fn retire(
     let seat_id = seat.into_inner();
     let state = app.into_inner();
     let id = seat_id.clone();
+    // An unknown seat is 404 by its code (unknown_seat), as in the device API.
     blocking(move || {
-        load(&state, &id)?;
         crate::seats::retire(&state, &id, &session.actor(), &reason).map_err(ConsoleError::from)
     })
     .await?;
